@@ -1,0 +1,94 @@
+// spice-smartcard command line. Exit codes: 0 success, 1 internal error, 2 usage, 3 network or
+// TLS failure, 4 authentication rejected, 5 smartcard channel missing or taken.
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { readFileSync } from 'node:fs';
+import { SpiceError } from '../../spice/errors.js';
+import { ExitCode, UsageError, exitCodeFor, type ExitCodeNumber } from './exit-codes.js';
+import { runProbe } from './probe-command.js';
+
+const HELP = `spice-smartcard — put a smartcard into a virtual machine over SPICE
+
+Usage:
+  spice-smartcard probe <uri|file.vv> [--json] [options]
+      Link to the VM's SPICE server, list its channels, and check the smartcard channel.
+  spice-smartcard help | --help
+  spice-smartcard --version
+
+Connection options:
+  --password-file FILE   read the SPICE password from FILE (or set SPICE_PASSWORD)
+  --ca-file FILE         CA certificate(s) (PEM) the server's TLS certificate must chain to
+  --host-subject SUBJ    expected certificate subject, e.g. "C=XX,O=Org,CN=host" (instead of the host name)
+  --timeout SECONDS      connection timeout (default 15)
+  --verbose              show protocol details on stderr
+
+Targets: spice://HOST:PORT[?tls-port=N]  spice://HOST?tls-port=N  spice+tls://HOST:N
+         spice+unix:///path  ws://HOST:PORT  wss://HOST:PORT  or a virt-viewer .vv file.
+Passwords are never taken from the command line: use the .vv file, --password-file, SPICE_PASSWORD,
+or answer the prompt.
+
+Exit codes: 0 ok, 1 internal error, 2 usage, 3 network/TLS, 4 authentication, 5 smartcard channel missing or taken.`;
+
+export const CONNECTION_OPTIONS = {
+  'password-file': { type: 'string' },
+  'ca-file': { type: 'string' },
+  'host-subject': { type: 'string' },
+  timeout: { type: 'string' },
+  verbose: { type: 'boolean', default: false },
+  json: { type: 'boolean', default: false },
+  help: { type: 'boolean', short: 'h', default: false },
+} as const satisfies ParseArgsConfig['options'];
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+export async function main(argv: string[]): Promise<ExitCodeNumber> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case undefined:
+    case 'help':
+    case '--help':
+    case '-h':
+      process.stdout.write(`${HELP}\n`);
+      return command === undefined ? ExitCode.USAGE : ExitCode.OK;
+    case '--version':
+    case 'version':
+      process.stdout.write(`${version()}\n`);
+      return ExitCode.OK;
+    case 'probe':
+      return runProbe(rest);
+    default:
+      throw new UsageError(`Unknown command "${command}". Run "spice-smartcard help" for the list.`);
+  }
+}
+
+export function reportError(error: unknown): ExitCodeNumber {
+  if (error instanceof UsageError) {
+    process.stderr.write(`spice-smartcard: ${error.message}\n`);
+    return ExitCode.USAGE;
+  }
+  if (error instanceof SpiceError) {
+    process.stderr.write(`spice-smartcard: ${error.message}\n`);
+    return exitCodeFor(error.kind);
+  }
+  const detail = error instanceof Error ? (error.stack ?? error.message) : String(error);
+  process.stderr.write(`spice-smartcard: internal error, please report it:\n${detail}\n`);
+  return ExitCode.INTERNAL;
+}
+
+export async function run(argv: string[]): Promise<ExitCodeNumber> {
+  try {
+    return await main(argv);
+  } catch (e) {
+    // parseArgs throws TypeErrors with codes for unknown or malformed options.
+    const code = (e as NodeJS.ErrnoException | undefined)?.code;
+    if (typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS')) return reportError(new UsageError(`${(e as Error).message}. Run "spice-smartcard help".`));
+    return reportError(e);
+  }
+}
+
+export function parseCommandArgs<T extends NonNullable<ParseArgsConfig['options']>>(args: string[], options: T): ReturnType<typeof parseArgs<{ args: string[]; options: T; allowPositionals: true; strict: true }>> {
+  return parseArgs({ args, options, allowPositionals: true, strict: true });
+}
+
