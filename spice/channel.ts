@@ -73,6 +73,7 @@ async function linkOnce(options: ChannelLinkOptions, secure: boolean): Promise<{
         if (progress.send) stream.write(progress.send);
         return;
       }
+      if (progress.send) stream.write(progress.send);
       settled = true;
       cleanup();
       stream.pause();

@@ -49,7 +49,7 @@ export function parseConnectResponse(bytes: Uint8Array): ConnectResponse {
 
 function refusalAdvice(status: number): string {
   if (status === 407) return 'The proxy wants credentials: put them in the proxy URL (http://user:pass@host:port).';
-  if (status === 401) return 'The proxy refused the ticket in the host name: it has expired (Proxmox tickets last 40 s). Download a fresh .vv file.';
+  if (status === 401) return 'The proxy refused the credentials, or the ticket in the host name has expired (Proxmox tickets last 40 s): download a fresh .vv file.';
   if (status === 403) return 'The proxy does not allow tunnels to that port (tinyproxy: ConnectPort; squid: SSL_ports).';
   return 'Check the proxy address and that it allows CONNECT to the SPICE port.';
 }

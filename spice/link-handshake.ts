@@ -40,7 +40,7 @@ export interface LinkEstablished {
 
 export type LinkProgress =
   | { kind: 'pending'; send?: Uint8Array }
-  | { kind: 'established'; link: LinkEstablished }
+  | { kind: 'established'; link: LinkEstablished; send?: Uint8Array }
   | { kind: 'failed'; error: SpiceError };
 
 const OUR_COMMON_CAPS = capsWords([CommonCap.PROTOCOL_AUTH_SELECTION, CommonCap.MINI_HEADER]);
@@ -159,10 +159,8 @@ export class LinkHandshake {
         if (result !== LinkError.OK) return this.fail(linkFailure(result, this.channel));
         this.stage = 'done';
         const rest = this.buffered > 0 ? this.take(this.buffered) : new Uint8Array(0);
-        return {
-          kind: 'established',
-          link: { miniHeader: this.miniHeader, serverCommonCaps: this.serverCommonCaps, serverChannelCaps: this.serverChannelCaps, rest },
-        };
+        const link = { miniHeader: this.miniHeader, serverCommonCaps: this.serverCommonCaps, serverChannelCaps: this.serverChannelCaps, rest };
+        return send === undefined ? { kind: 'established', link } : { kind: 'established', link, send };
       }
       break;
     }

@@ -93,6 +93,11 @@ export class SpiceSession extends EventEmitter<SessionEvents> {
     return this.vmUuid;
   }
 
+  /** PINGs answered on the main channel: the server's net test sends three right after the link. */
+  get mainPingsAnswered(): number {
+    return this.main?.pingsAnswered ?? 0;
+  }
+
   get mainSecure(): boolean {
     return this.main?.secure ?? false;
   }

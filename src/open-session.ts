@@ -2,6 +2,7 @@
 // server refuses the one we had (or we had none) and nobody said where else to find it.
 import { LinkError } from '../spice/constants.js';
 import { SpiceError } from '../spice/errors.js';
+import type { Notify } from '../spice/messages.js';
 import { SpiceSession, type SessionLogLevel } from '../spice/session.js';
 import { createTransport } from '../spice/transport.js';
 import type { ConnectionSpec } from './connection-spec.js';
@@ -10,6 +11,8 @@ export interface OpenSessionOptions {
   /** Asks the user for a password; absent when there is no terminal. */
   askPassword?: (question: string) => Promise<string>;
   log?: (level: SessionLogLevel, message: string) => void;
+  /** Server notices (SPICE NOTIFY) are meant for the user: show them. */
+  onNotify?: (notify: Notify) => void;
   signal?: AbortSignal;
 }
 
@@ -19,6 +22,7 @@ export async function openSession(spec: ConnectionSpec, options: OpenSessionOpti
   for (let attempt = 0; ; attempt++) {
     const session = new SpiceSession({ transport, password, secureChannels: spec.secureChannels });
     if (options.log) session.on('log', options.log);
+    if (options.onNotify) session.on('notify', options.onNotify);
     try {
       await session.connect(options.signal);
       if (attempt > 0) spec.passwordSource = 'prompt';

@@ -1,5 +1,7 @@
 // `spice-smartcard probe <uri|file.vv> [--json]`
+import { NotifySeverity } from '../../spice/constants.js';
 import { SpiceError } from '../../spice/errors.js';
+import type { DialPlan } from '../../spice/transport.js';
 import { resolveConnection } from '../connection-spec.js';
 import { probe, type ProbeResult } from '../probe.js';
 import { missingSmartcardAdvice, takenSmartcardAdvice } from '../smartcard-advice.js';
@@ -19,6 +21,12 @@ export function parseTimeout(text: string | undefined): number | undefined {
   const seconds = Number(text);
   if (!Number.isFinite(seconds) || seconds <= 0 || seconds > 3600) throw new UsageError(`--timeout takes a number of seconds between 0 and 3600, not "${text}".`);
   return Math.round(seconds * 1000);
+}
+
+function transportLabel(plan: DialPlan, secure: boolean): string {
+  if (plan.unixPath !== undefined) return 'a Unix socket';
+  const base = plan.webSocketUrl !== undefined ? 'WebSocket' : plan.proxy !== undefined ? 'an HTTP CONNECT tunnel' : 'TCP';
+  return secure ? `${base} with TLS` : `plain ${base}`.replace('plain an', 'a plain');
 }
 
 function hex32(n: number): string {
@@ -67,6 +75,7 @@ export async function runProbe(args: string[]): Promise<ExitCodeNumber> {
   try {
     result = await probe(spec, {
       ...(canPrompt() ? { askPassword: promptPassword } : {}),
+      onNotify: (n) => say(`Server notice (${NotifySeverity[n.severity] ?? 'info'}): ${n.message}`),
       log: (level, message) => {
         if (values.verbose || level !== 'debug') say(`  ${message}`);
       },
@@ -103,7 +112,7 @@ export async function runProbe(args: string[]): Promise<ExitCodeNumber> {
   }
   const lines = [
     `Server:    ${result.target}`,
-    `Session:   ${hex32(result.sessionId)} (main channel over ${result.secure ? 'TLS' : 'plain TCP'})`,
+    `Session:   ${hex32(result.sessionId)} (main channel over ${transportLabel(spec.plan, result.secure)})`,
   ];
   if (result.vmName !== undefined) lines.push(`VM:        ${result.vmName}${result.vmUuid !== undefined ? ` (${result.vmUuid})` : ''}`);
   lines.push(`Channels:  ${result.channels.map((c) => `${c.name}${c.id !== 0 ? `:${c.id}` : ''}`).join(', ')}`);
