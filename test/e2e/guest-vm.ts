@@ -926,7 +926,10 @@ class QemuGuestVm implements GuestVm {
         }, timeoutMs + 10_000),
       };
       this.pendingRun = pending;
-      this.agent?.write(`RUN ${id} ${Math.max(0, Math.round(timeoutMs))} ${b64}`);
+      const tmo = Math.max(0, Math.round(timeoutMs));
+      // short commands inline; long ones length-prefixed (the guest then reads them in blocks)
+      if (b64.length <= 2048) this.agent?.write(`RUN ${id} ${tmo} ${b64}`);
+      else this.agent?.write(`RUNX ${id} ${tmo} ${b64.length}\n${b64}`);
     }).then((r) => {
       if (r.timedOut) {
         throw new GuestTimeoutError(

@@ -124,6 +124,9 @@ if (skipReason !== null) {
       await expect(vm.run('false', { check: true })).rejects.toBeInstanceOf(GuestCommandError);
       const big = await vm.run(`head -c 65536 /dev/zero | tr '\\000' x`);
       expect(big.stdout).toBe('x'.repeat(65536));
+      // a long command goes length-prefixed (RUNX)
+      const long = await vm.run(`s='${'y'.repeat(20_000)}'; echo \${#s}`);
+      expect(long.stdout).toBe('20000\n');
     });
 
     it('agent: timeouts kill the command, waitFor polls in the guest, the agent keeps working', async () => {

@@ -6,6 +6,8 @@
 #
 # Protocol (one line each way per frame, '\n' terminated, '\r' ignored):
 #   host:  RUN <id> <timeout_ms> <base64 of the shell command>    (timeout 0 = none)
+#          RUNX <id> <timeout_ms> <n>, then n bytes of base64 and '\n'  (same, for big commands:
+#                               read in blocks instead of the shell's byte-by-byte line read)
 #          PING <id>          -> AGENT-PONG <id>
 #          EXIT <id>          -> AGENT-BYE <id>, the loop ends (/init then powers off)
 #   guest: AGENT-READY                                  (once, when the loop starts)
@@ -67,10 +69,11 @@ CR=$(printf '\r')
 
 to_sleep_arg() { printf '%d.%03d' $(($1 / 1000)) $(($1 % 1000)); }
 
-run_one() {  # run_one ID TIMEOUT_MS B64
+run_one() {  # run_one ID TIMEOUT_MS [B64]   (no B64: the base64 text is in $D/cmd.b64)
   local id=$1 tmo=$2 rc t0 t1 pid wd timedout=0
   rm -f "$D/out" "$D/err" "$D/timedout"
-  if ! printf '%s' "$3" | base64 -d > "$D/cmd" 2>/dev/null; then
+  [ $# -ge 3 ] && printf '%s' "$3" > "$D/cmd.b64"
+  if ! base64 -d < "$D/cmd.b64" > "$D/cmd" 2>/dev/null; then
     printf 'AGENT-BEGIN %s\nAGENT-STDERR %s\n%s\nAGENT-END %s rc=254 ms=0 timeout=0\n' \
       "$id" "$id" "$(echo 'agent: bad base64 command' | base64)" "$id" >&3
     return
@@ -104,7 +107,11 @@ while IFS= read -r line <&3; do
   # shellcheck disable=SC2086
   set -- $line
   case "${1:-}" in
-    RUN)  [ $# -ge 4 ] && run_one "$2" "$3" "$4" || echo "AGENT-ERROR ${2:-?} bad-request" >&3;;
+    RUN)
+      if [ $# -ge 4 ]; then run_one "$2" "$3" "$4"; else echo "AGENT-ERROR ${2:-?} bad-request" >&3; fi;;
+    RUNX)
+      # head -c never reads past n bytes (the '\n' after them is read as an empty line)
+      if [ $# -ge 4 ] && head -c "$4" <&3 > "$D/cmd.b64"; then run_one "$2" "$3"; else echo "AGENT-ERROR ${2:-?} bad-request" >&3; fi;;
     PING) echo "AGENT-PONG ${2:-}" >&3;;
     EXIT) echo "AGENT-BYE ${2:-}" >&3; break;;
     "")   ;;

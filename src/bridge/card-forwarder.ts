@@ -1,0 +1,185 @@
+// Runs one ReaderLink against one Card over any VSC transport: applies the link's actions (send,
+// deliver to the card, arm the reply timer) and turns them into events for the user. The transport
+// only hands in decoded messages and takes messages to send; it is the same for a SPICE smartcard
+// channel and for QEMU's raw passthru socket.
+import { EventEmitter } from 'node:events';
+import type { Card } from '../../vsc/card.js';
+import type { VscMessage } from '../../vsc/codec.js';
+import { ReaderLink, type LinkState, type ReaderLinkAction, type ReaderLinkMode } from '../../vsc/reader-link.js';
+
+export interface ApduStats {
+  count: number;
+  failed: number;
+  /** Total time the card took to answer, in milliseconds. */
+  cardMs: number;
+}
+
+export type ForwarderEvents = {
+  state: [from: LinkState, to: LinkState];
+  'reader-added': [readerId: number];
+  'reader-removed': [];
+  'card-inserted': [atr: Uint8Array];
+  'card-removed': [];
+  /** One guest command answered. Carries the instruction and status word only: APDU data may hold a PIN. */
+  apdu: [info: { seq: number; ins: number; sw: number | undefined; ms: number; failed: boolean }];
+  warning: [code: string, text: string];
+  // Not named 'error': EventEmitter throws an 'error' nobody listens to.
+  problem: [code: string, text: string, fatal: boolean];
+  /** The link reached a terminal state: refused, failed or stopped. */
+  finished: [state: LinkState];
+};
+
+export interface CardForwarderOptions {
+  card: Card;
+  mode: ReaderLinkMode;
+  /** Puts one VSC message on the wire. */
+  send: (message: VscMessage) => void;
+  readerName?: string;
+  replyTimeoutMs?: number;
+}
+
+const STOP_BOUND_MS = 12_000;
+
+export class CardForwarder extends EventEmitter<ForwarderEvents> {
+  readonly stats: ApduStats = { count: 0, failed: 0, cardMs: 0 };
+  private readonly link: ReaderLink;
+  private readonly card: Card;
+  private readonly sendMessage: (message: VscMessage) => void;
+  private timer: NodeJS.Timeout | undefined;
+  private readonly onInserted = (atr: Uint8Array): void => this.apply(this.link.cardInserted(atr));
+  private readonly onRemoved = (): void => this.apply(this.link.cardRemoved());
+  private started = false;
+
+  constructor(options: CardForwarderOptions) {
+    super();
+    this.card = options.card;
+    this.sendMessage = options.send;
+    this.link = new ReaderLink({
+      mode: options.mode,
+      readerName: options.readerName ?? options.card.name,
+      ...(options.replyTimeoutMs !== undefined ? { replyTimeoutMs: options.replyTimeoutMs } : {}),
+    });
+  }
+
+  get state(): LinkState {
+    return this.link.state;
+  }
+
+  get terminal(): boolean {
+    return this.link.terminal;
+  }
+
+  /** The channel is up: add the reader, and insert the card if one is present. */
+  start(): void {
+    if (this.started) return;
+    this.started = true;
+    this.card.on('inserted', this.onInserted);
+    this.card.on('removed', this.onRemoved);
+    const atr = this.card.atr();
+    if (atr !== undefined) this.apply(this.link.cardInserted(atr));
+    this.apply(this.link.start());
+  }
+
+  receive(message: VscMessage): void {
+    this.apply(this.link.receive(message));
+  }
+
+  /** Removes the card and the reader, each after the VM's acknowledgement; bounded in time. */
+  stop(): Promise<LinkState> {
+    if (!this.link.terminal) this.apply(this.link.stop());
+    if (this.link.terminal) return Promise.resolve(this.link.state);
+    return new Promise((resolve) => {
+      const bound = setTimeout(() => {
+        this.off('finished', done);
+        resolve(this.link.state);
+      }, STOP_BOUND_MS);
+      const done = (state: LinkState): void => {
+        clearTimeout(bound);
+        resolve(state);
+      };
+      this.once('finished', done);
+    });
+  }
+
+  /** The transport went away: nothing more can be sent. */
+  detach(): void {
+    this.card.off('inserted', this.onInserted);
+    this.card.off('removed', this.onRemoved);
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+
+  private apply(actions: ReaderLinkAction[]): void {
+    for (const action of actions) {
+      switch (action.kind) {
+        case 'send':
+          this.sendMessage(action.message);
+          break;
+        case 'deliver-apdu':
+          this.deliver(action.seq, action.apdu);
+          break;
+        case 'state':
+          this.emit('state', action.from, action.to);
+          if (this.link.terminal) {
+            this.detach();
+            this.emit('finished', action.to);
+          }
+          break;
+        case 'reader-added':
+          this.emit('reader-added', action.readerId);
+          break;
+        case 'reader-removed':
+          this.emit('reader-removed');
+          break;
+        case 'card-inserted':
+          this.emit('card-inserted', action.atr);
+          break;
+        case 'card-removed':
+          this.emit('card-removed');
+          break;
+        case 'warning':
+          this.emit('warning', action.code, action.text);
+          break;
+        case 'error':
+          this.emit('problem', action.code, action.text, action.fatal);
+          break;
+      }
+    }
+    this.armTimer();
+  }
+
+  private armTimer(): void {
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.timer = undefined;
+    const deadline = this.link.deadline;
+    if (deadline === undefined || this.link.terminal) return;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.apply(this.link.tick());
+    }, Math.max(0, deadline - Date.now()) + 1);
+  }
+
+  private deliver(seq: number, apdu: Uint8Array): void {
+    const started = performance.now();
+    const ins = apdu[1] ?? 0;
+    // The link owns the bytes only until it returns; the card may answer later.
+    const command = apdu.slice();
+    this.card.transmit(command).then(
+      (response) => {
+        const ms = performance.now() - started;
+        this.stats.count++;
+        this.stats.cardMs += ms;
+        const sw = response.byteLength >= 2 ? (response[response.byteLength - 2]! << 8) | response[response.byteLength - 1]! : undefined;
+        this.emit('apdu', { seq, ins, sw, ms, failed: false });
+        this.apply(this.link.apduAnswered(seq, response));
+      },
+      (error: unknown) => {
+        const ms = performance.now() - started;
+        this.stats.count++;
+        this.stats.failed++;
+        this.emit('apdu', { seq, ins, sw: undefined, ms, failed: true });
+        this.apply(this.link.apduFailed(seq, error instanceof Error ? error.message : String(error)));
+      },
+    );
+  }
+}
