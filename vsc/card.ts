@@ -81,3 +81,14 @@ export class TypedEmitter<M extends { [K in keyof M]: unknown[] }> {
     this.#listeners = {};
   }
 }
+
+/** A card whose presence the user controls (soft cards): the CLI maps keys and signals onto it. */
+export interface InsertableCard extends Card {
+  insert(): void;
+  remove(): void;
+}
+
+export function isInsertable(card: Card): card is InsertableCard {
+  const c = card as Partial<InsertableCard>;
+  return typeof c.insert === 'function' && typeof c.remove === 'function';
+}

@@ -1,9 +1,11 @@
 // spice-smartcard command line. Exit codes: 0 success, 1 internal error, 2 usage, 3 network or
 // TLS failure, 4 authentication rejected, 5 smartcard channel missing or taken.
-import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { readFileSync } from 'node:fs';
 import { SpiceError } from '../../spice/errors.js';
 import { ExitCode, UsageError, exitCodeFor, type ExitCodeNumber } from './exit-codes.js';
+import { runCard } from '../card-command.js';
+import { runConnect } from './connect-command.js';
+import { runPassthru } from './passthru-command.js';
 import { runProbe } from './probe-command.js';
 
 const HELP = `spice-smartcard — put a smartcard into a virtual machine over SPICE
@@ -11,8 +13,18 @@ const HELP = `spice-smartcard — put a smartcard into a virtual machine over SP
 Usage:
   spice-smartcard probe <uri|file.vv> [--json] [options]
       Link to the VM's SPICE server, list its channels, and check the smartcard channel.
+  spice-smartcard connect <uri|file.vv> [card] [--json-log] [options]
+      Open a SPICE session of its own and forward a card into the VM until Ctrl-C.
+  spice-smartcard passthru HOST:PORT [HOST:PORT ...] [card per target] [--json-log]
+      Forward cards straight to QEMU's smartcard sockets (libvirt mode='passthrough' type='tcp').
+  spice-smartcard card create|import|show PATH ...
+      Make and inspect soft PIV card files (run "spice-smartcard card --help").
   spice-smartcard help | --help
   spice-smartcard --version
+
+Cards (connect, passthru):
+  --soft-card PATH       a soft PIV card file        --demo-card    the built-in demo PIV card
+  --reader NAME          a PC/SC reader (exact name or glob)
 
 Connection options:
   --password-file FILE   read the SPICE password from FILE (or set SPICE_PASSWORD)
@@ -27,16 +39,6 @@ Passwords are never taken from the command line: use the .vv file, --password-fi
 or answer the prompt.
 
 Exit codes: 0 ok, 1 internal error, 2 usage, 3 network/TLS, 4 authentication, 5 smartcard channel missing or taken.`;
-
-export const CONNECTION_OPTIONS = {
-  'password-file': { type: 'string' },
-  'ca-file': { type: 'string' },
-  'host-subject': { type: 'string' },
-  timeout: { type: 'string' },
-  verbose: { type: 'boolean', default: false },
-  json: { type: 'boolean', default: false },
-  help: { type: 'boolean', short: 'h', default: false },
-} as const satisfies ParseArgsConfig['options'];
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -58,6 +60,12 @@ export async function main(argv: string[]): Promise<ExitCodeNumber> {
       return ExitCode.OK;
     case 'probe':
       return runProbe(rest);
+    case 'connect':
+      return runConnect(rest);
+    case 'passthru':
+      return runPassthru(rest);
+    case 'card':
+      return (await runCard(rest)) as ExitCodeNumber;
     default:
       throw new UsageError(`Unknown command "${command}". Run "spice-smartcard help" for the list.`);
   }
@@ -88,7 +96,4 @@ export async function run(argv: string[]): Promise<ExitCodeNumber> {
   }
 }
 
-export function parseCommandArgs<T extends NonNullable<ParseArgsConfig['options']>>(args: string[], options: T): ReturnType<typeof parseArgs<{ args: string[]; options: T; allowPositionals: true; strict: true }>> {
-  return parseArgs({ args, options, allowPositionals: true, strict: true });
-}
 

@@ -5,7 +5,7 @@ import type { DialPlan } from '../../spice/transport.js';
 import { resolveConnection } from '../connection-spec.js';
 import { probe, type ProbeResult } from '../probe.js';
 import { missingSmartcardAdvice, takenSmartcardAdvice } from '../smartcard-advice.js';
-import { CONNECTION_OPTIONS, parseCommandArgs } from './app.js';
+import { CONNECTION_OPTIONS, parseCommandArgs } from './options.js';
 import { ExitCode, UsageError, exitCodeFor, type ExitCodeNumber } from './exit-codes.js';
 import { canPrompt, promptPassword } from './prompt.js';
 

@@ -1,0 +1,40 @@
+// Which card goes into the VM: a soft PIV card file, the demo card, or a PC/SC reader.
+import type { Card } from '../vsc/card.js';
+import { loadSoftCard } from '../vsc/soft-card/card-source.js';
+import { UsageError } from './cli/exit-codes.js';
+
+export type CardChoice =
+  | { kind: 'soft'; path: string }
+  | { kind: 'demo' }
+  | { kind: 'reader'; pattern: string }
+  /** Nothing chosen: the first PC/SC reader, else the demo card. */
+  | { kind: 'default' };
+
+async function loadOne(choice: CardChoice): Promise<Card> {
+  switch (choice.kind) {
+    case 'demo':
+    case 'default':
+      return loadSoftCard({ demo: true });
+    case 'soft':
+      try {
+        return await loadSoftCard({ softCardPath: choice.path });
+      } catch (e) {
+        const detail = e instanceof Error ? e.message : String(e);
+        throw new UsageError(`Cannot use the soft card ${choice.path}: ${detail}`);
+      }
+    case 'reader':
+      throw new UsageError('PC/SC readers are not supported by this build yet; use --soft-card PATH or --demo-card.');
+  }
+}
+
+/** Loads every chosen card; on failure, closes the ones already open. */
+export async function loadCardSources(choices: readonly CardChoice[]): Promise<Card[]> {
+  const cards: Card[] = [];
+  try {
+    for (const choice of choices) cards.push(await loadOne(choice));
+    return cards;
+  } catch (e) {
+    await Promise.all(cards.map((c) => c.close?.()));
+    throw e;
+  }
+}

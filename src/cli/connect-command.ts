@@ -1,0 +1,104 @@
+// `spice-smartcard connect <uri|file.vv>`: its own SPICE session (main + smartcard channel),
+// forwarding one card until SIGINT/SIGTERM.
+import { SpiceError } from '../../spice/errors.js';
+import { SpiceCardLink } from '../bridge/spice-card-link.js';
+import { resolveConnection } from '../connection-spec.js';
+import { openSession } from '../open-session.js';
+import { CONNECTION_OPTIONS, parseCommandArgs } from './options.js';
+import { CARD_OPTIONS, loadCards } from './card-options.js';
+import { attachCardControls } from './card-controls.js';
+import { EventLog } from './event-log.js';
+import { ExitCode, UsageError, exitCodeFor, type ExitCodeNumber } from './exit-codes.js';
+import { parseTimeout } from './probe-command.js';
+import { canPrompt, promptPassword } from './prompt.js';
+import { untilSignalOr } from './run-until-stopped.js';
+
+const CONNECT_HELP = `Usage: spice-smartcard connect <uri|file.vv> [--soft-card PATH | --demo-card | --reader NAME]
+                               [--json-log] [--password-file FILE] [--ca-file FILE] [--host-subject SUBJ]
+                               [--timeout SECONDS] [--verbose]
+
+Opens a SPICE session of its own (main and smartcard channels) and forwards one card into the VM
+until Ctrl-C, then removes the card and the reader cleanly. A SPICE server holds one session at a
+time: a viewer connected to the same VM is disconnected.
+
+  --soft-card PATH   a soft PIV card file (see "spice-smartcard card create")
+  --demo-card        the built-in demo PIV card (RSA-2048 in 9A, P-256 in 9C, PIN 123456)
+  --reader NAME      a PC/SC reader, by exact name or glob
+  --json-log         one JSON event per line on stdout (linked, reader-added, card-inserted,
+                     card-removed, apdu, error, closed)
+With no card option: the first PC/SC reader, else the demo card.
+
+A soft card can be taken out and put back while connected: SIGUSR1 removes it, SIGUSR2 inserts
+it (on a terminal: r and i).`;
+
+const OPTIONS = { ...CONNECTION_OPTIONS, ...CARD_OPTIONS, 'json-log': { type: 'boolean', default: false } } as const;
+
+export async function runConnect(args: string[]): Promise<ExitCodeNumber> {
+  const { values, positionals } = parseCommandArgs(args, OPTIONS);
+  if (values.help) {
+    process.stdout.write(`${CONNECT_HELP}\n`);
+    return ExitCode.OK;
+  }
+  if (positionals.length !== 1) throw new UsageError('connect takes exactly one target: a spice:// URI or a .vv file. Run "spice-smartcard connect --help".');
+  const log = new EventLog(values['json-log'], values.verbose);
+  const connectTimeoutMs = parseTimeout(values.timeout);
+  const spec = await resolveConnection({
+    target: positionals[0]!,
+    env: process.env,
+    ...(values['password-file'] !== undefined ? { passwordFile: values['password-file'] } : {}),
+    ...(values['ca-file'] !== undefined ? { caFile: values['ca-file'] } : {}),
+    ...(values['host-subject'] !== undefined ? { hostSubject: values['host-subject'] } : {}),
+    ...(connectTimeoutMs !== undefined ? { connectTimeoutMs } : {}),
+  });
+  const [card] = await loadCards(values, 1);
+  if (card === undefined) throw new UsageError('No card source.');
+  log.note(`Card: ${card.name}.`);
+  log.note('Note: a SPICE server holds one session at a time, so a viewer connected to this VM is disconnected now.');
+  log.emit({ event: 'connecting', target: spec.label });
+
+  const session = await openSession(spec, {
+    ...(canPrompt() ? { askPassword: promptPassword } : {}),
+    onNotify: (n) => log.note(`Server notice: ${n.message}`),
+    log: (level, message) => {
+      if (values.verbose || level === 'warn') log.note(message);
+    },
+  }).catch(async (e: unknown) => {
+    await card.close?.();
+    throw e;
+  });
+  log.emit({ event: 'linked', target: spec.label, ...(session.sessionId !== undefined ? { sessionId: session.sessionId } : {}), secure: session.mainSecure });
+
+  let link: SpiceCardLink;
+  try {
+    link = await SpiceCardLink.open(session, card);
+  } catch (e) {
+    await session.close();
+    await card.close?.();
+    throw e;
+  }
+  log.follow(link.forwarder, card.name);
+
+  const ended = new Promise<SpiceError | undefined>((resolve) => {
+    link.once('closed', (error) => resolve(error ?? new SpiceError('network', 'The smartcard channel closed.')));
+    session.once('closed', (error) => resolve(error ?? new SpiceError('network', 'The SPICE session closed.')));
+    session.once('switch-host', (t) => resolve(new SpiceError('network', `The VM migrated to ${t.host} (port ${t.port}, TLS port ${t.tlsPort}); connect to it there.`)));
+  });
+  const detachControls = attachCardControls(card, (t) => log.note(t), () => process.kill(process.pid, 'SIGINT'));
+  const reason = await untilSignalOr(ended);
+  detachControls();
+  let exit: ExitCodeNumber = ExitCode.OK;
+  if (reason.kind === 'signal') {
+    log.note('Stopping: removing the card and the reader from the VM…');
+    await link.stop();
+    log.emit({ event: 'closed' });
+  } else {
+    const error = reason.error instanceof SpiceError ? reason.error : new SpiceError('network', String(reason.error));
+    log.emit({ event: 'error', code: error.kind, message: error.message, fatal: true });
+    log.emit({ event: 'closed', reason: error.message });
+    exit = exitCodeFor(error.kind);
+  }
+  await session.close();
+  await card.close?.();
+  log.close();
+  return exit;
+}
