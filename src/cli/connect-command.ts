@@ -2,14 +2,12 @@
 // forwarding one card until SIGINT/SIGTERM.
 import { SpiceError } from '../../spice/errors.js';
 import { SpiceCardLink } from '../bridge/spice-card-link.js';
-import { resolveConnection } from '../connection-spec.js';
 import { openSession } from '../open-session.js';
-import { CONNECTION_OPTIONS, parseCommandArgs } from './options.js';
+import { CONNECTION_OPTIONS, connectionFromOptions, parseCommandArgs } from './options.js';
 import { CARD_OPTIONS, loadCards } from './card-options.js';
 import { attachCardControls } from './card-controls.js';
 import { EventLog } from './event-log.js';
 import { ExitCode, UsageError, exitCodeFor, type ExitCodeNumber } from './exit-codes.js';
-import { parseTimeout } from './probe-command.js';
 import { canPrompt, promptPassword } from './prompt.js';
 import { untilSignalOr } from './run-until-stopped.js';
 
@@ -41,15 +39,7 @@ export async function runConnect(args: string[]): Promise<ExitCodeNumber> {
   }
   if (positionals.length !== 1) throw new UsageError('connect takes exactly one target: a spice:// URI or a .vv file. Run "spice-smartcard connect --help".');
   const log = new EventLog(values['json-log'], values.verbose);
-  const connectTimeoutMs = parseTimeout(values.timeout);
-  const spec = await resolveConnection({
-    target: positionals[0]!,
-    env: process.env,
-    ...(values['password-file'] !== undefined ? { passwordFile: values['password-file'] } : {}),
-    ...(values['ca-file'] !== undefined ? { caFile: values['ca-file'] } : {}),
-    ...(values['host-subject'] !== undefined ? { hostSubject: values['host-subject'] } : {}),
-    ...(connectTimeoutMs !== undefined ? { connectTimeoutMs } : {}),
-  });
+  const spec = await connectionFromOptions(positionals[0]!, values);
   const [card] = await loadCards(values, 1);
   if (card === undefined) throw new UsageError('No card source.');
   log.note(`Card: ${card.name}.`);

@@ -2,10 +2,9 @@
 import { NotifySeverity } from '../../spice/constants.js';
 import { SpiceError } from '../../spice/errors.js';
 import type { DialPlan } from '../../spice/transport.js';
-import { resolveConnection } from '../connection-spec.js';
 import { probe, type ProbeResult } from '../probe.js';
 import { missingSmartcardAdvice, takenSmartcardAdvice } from '../smartcard-advice.js';
-import { CONNECTION_OPTIONS, parseCommandArgs } from './options.js';
+import { CONNECTION_OPTIONS, connectionFromOptions, parseCommandArgs } from './options.js';
 import { ExitCode, UsageError, exitCodeFor, type ExitCodeNumber } from './exit-codes.js';
 import { canPrompt, promptPassword } from './prompt.js';
 
@@ -15,13 +14,6 @@ const PROBE_HELP = `Usage: spice-smartcard probe <uri|file.vv> [--json] [--passw
 Links to the VM's SPICE server, prints its channels and whether a smartcard channel is offered,
 and checks that the smartcard channel links. Probing opens a SPICE session of its own: a viewer
 connected to the same VM is disconnected (a SPICE server holds one session at a time).`;
-
-export function parseTimeout(text: string | undefined): number | undefined {
-  if (text === undefined) return undefined;
-  const seconds = Number(text);
-  if (!Number.isFinite(seconds) || seconds <= 0 || seconds > 3600) throw new UsageError(`--timeout takes a number of seconds between 0 and 3600, not "${text}".`);
-  return Math.round(seconds * 1000);
-}
 
 function transportLabel(plan: DialPlan, secure: boolean): string {
   if (plan.unixPath !== undefined) return 'a Unix socket';
@@ -59,15 +51,7 @@ export async function runProbe(args: string[]): Promise<ExitCodeNumber> {
   const say = (line: string): void => {
     if (!json || values.verbose) process.stderr.write(`${line}\n`);
   };
-  const connectTimeoutMs = parseTimeout(values.timeout);
-  const spec = await resolveConnection({
-    target: positionals[0]!,
-    env: process.env,
-    ...(values['password-file'] !== undefined ? { passwordFile: values['password-file'] } : {}),
-    ...(values['ca-file'] !== undefined ? { caFile: values['ca-file'] } : {}),
-    ...(values['host-subject'] !== undefined ? { hostSubject: values['host-subject'] } : {}),
-    ...(connectTimeoutMs !== undefined ? { connectTimeoutMs } : {}),
-  });
+  const spec = await connectionFromOptions(positionals[0]!, values);
   if (spec.vvDeleted) say(`Read and deleted ${positionals[0]!} (it asked for delete-this-file=1).`);
   say(`Probing ${spec.label}. Note: this opens a SPICE session of its own, so a viewer connected to this VM is disconnected.`);
 

@@ -3,6 +3,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { toHex } from '../../spice/bytes.js';
 import { PassthruLink } from '../../src/bridge/passthru-link.js';
+import { CliProcess } from '../helpers/cli-process.js';
 import { ScriptedCard } from '../helpers/scripted-card.js';
 import { bootGuestVm, buildGuest, findQemu, type GuestVm } from './guest-vm.js';
 
@@ -53,5 +54,35 @@ describe.skipIf(skip)('passthru: two readers on socket chardevs', () => {
     await Promise.all(links.map((l) => l.stop()));
     await vm.waitFor('! card_present', 30_000);
     for (const l of links) expect(l.forwarder.state).toBe('stopped');
+  });
+});
+
+describe.skipIf(skip)('passthru command: two demo cards into two socket readers', () => {
+  let vm: GuestVm;
+  let cli: CliProcess;
+
+  beforeAll(async () => {
+    vm = await bootGuestVm({ images: await buildGuest(), smartcard: { sockets: 2 } });
+    cli = new CliProcess(['passthru', ...vm.socketPorts.map((p) => `127.0.0.1:${p}`), '--demo-card', '--json-log']);
+    await cli.waitForEvent('card-inserted', 60_000);
+  }, 180_000);
+
+  afterAll(async () => {
+    await cli?.stop();
+    await vm?.shutdown();
+  });
+
+  it("each reader holds a PIV card whose certificates the guest's OpenSC lists", async () => {
+    await vm.waitFor('card_present 0 && card_present 1', 60_000);
+    for (const reader of [0, 1]) {
+      const r = await vm.run(`pkcs15-tool --reader ${reader} --list-certificates`, { check: true, timeoutMs: 60_000 });
+      expect(r.stdout.match(/X\.509 Certificate/g)).toHaveLength(2);
+    }
+    expect(new Set(cli.events.filter((e) => e.event === 'card-inserted').map((e) => e['reader'])).size).toBe(2);
+  });
+
+  it('Ctrl-C removes both cards and exits 0', async () => {
+    expect(await cli.stop()).toBe(0);
+    await vm.waitFor('! card_present', 30_000);
   });
 });

@@ -118,6 +118,28 @@ describe.skipIf(skipReason !== undefined)(`PC/SC passthrough with a real pcscd a
     }
   });
 
+  it('closing the source inside its own event handler does not hang (pcsclite holds the reader\'s mutex there)', async () => {
+    const vcard = new VpcdCard(new ScriptedCard(undefined, T1_ATR), rig.connector(0));
+    const source = createPcscSource();
+    source.start();
+    await source.ready();
+    try {
+      const closedInside = new Promise<void>((resolve) =>
+        source.on('card-inserted', () => {
+          source.close();
+          resolve();
+        }),
+      );
+      await vcard.insert();
+      await closedInside;
+      // The event loop still turns: timers fire.
+      await new Promise((r) => setTimeout(r, 50));
+    } finally {
+      vcard.remove();
+      source.close();
+    }
+  });
+
   it('T=1 card: insert and remove events, T=0 ATR for the guest, APDUs adapted both ways', async () => {
     const scripted = new ScriptedCard(t1Answer(), T1_ATR);
     const vcard = new VpcdCard(scripted, rig.connector(0));

@@ -9,6 +9,7 @@
 //  - connect() on a reader it believes connected answers at once without connecting, and a failed
 //    disconnect leaves it believing so: we clear `connected` ourselves after a failed disconnect.
 //  - An EventEmitter 'error' without a listener throws: every emitter gets one.
+//  - A reader's callbacks run holding its mutex and close() takes it: closing is deferred.
 //  - It never says when the first reader listing is done (an empty list emits nothing), so we wrap
 //    the instance's `start` callback, which the factory calls on the next tick.
 // The module is loaded lazily so that a missing native build only disables PC/SC.
@@ -109,12 +110,18 @@ class PcscliteBackend implements PcscBackend {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    for (const [native, adapter] of this.#readers) {
-      if (native.connected) adapter.disconnect().catch(() => undefined);
-      native.close();
-    }
+    const readers = [...this.#readers];
     this.#readers.clear();
-    this.#context.close();
+    // Not now: we may be inside one of the reader's callbacks, which pcsclite runs holding that
+    // reader's mutex, and CardReader.close() takes the same mutex: closing here would deadlock
+    // the main thread (seen when a reader's error arrived before the context's).
+    setImmediate(() => {
+      for (const [native, adapter] of readers) {
+        if (native.connected) adapter.disconnect().catch(() => undefined);
+        native.close();
+      }
+      this.#context.close();
+    });
   }
 
   #hookListing(): void {
