@@ -1,5 +1,6 @@
 // Which card goes into the VM: a soft PIV card file, the demo card, or a PC/SC reader.
 import type { Card } from '../vsc/card.js';
+import { firstReaderCard, openReaderCard } from '../vsc/pcsc/index.js';
 import { loadSoftCard } from '../vsc/soft-card/card-source.js';
 import { UsageError } from './cli/exit-codes.js';
 
@@ -13,8 +14,9 @@ export type CardChoice =
 async function loadOne(choice: CardChoice): Promise<Card> {
   switch (choice.kind) {
     case 'demo':
-    case 'default':
       return loadSoftCard({ demo: true });
+    case 'default':
+      return (await firstReaderCard()) ?? loadSoftCard({ demo: true });
     case 'soft':
       try {
         return await loadSoftCard({ softCardPath: choice.path });
@@ -23,7 +25,9 @@ async function loadOne(choice: CardChoice): Promise<Card> {
         throw new UsageError(`Cannot use the soft card ${choice.path}: ${detail}`);
       }
     case 'reader':
-      throw new UsageError('PC/SC readers are not supported by this build yet; use --soft-card PATH or --demo-card.');
+      if (choice.pattern.trim() === '') throw new UsageError('--reader needs a reader name or a glob such as "Yubico*".');
+      // Resolves even while the reader or pcscd is missing: the card is forwarded when it appears.
+      return openReaderCard(choice.pattern);
   }
 }
 

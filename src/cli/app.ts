@@ -7,6 +7,7 @@ import { runCard } from '../card-command.js';
 import { runConnect } from './connect-command.js';
 import { runPassthru } from './passthru-command.js';
 import { runProbe } from './probe-command.js';
+import { runReaders } from './readers-command.js';
 
 const HELP = `spice-smartcard — put a smartcard into a virtual machine over SPICE
 
@@ -17,6 +18,8 @@ Usage:
       Open a SPICE session of its own and forward a card into the VM until Ctrl-C.
   spice-smartcard passthru HOST:PORT [HOST:PORT ...] [card per target] [--json-log]
       Forward cards straight to QEMU's smartcard sockets (libvirt mode='passthrough' type='tcp').
+  spice-smartcard readers [--json] [--watch]
+      List the PC/SC readers with their cards, ATRs and protocols; --watch follows changes.
   spice-smartcard card create|import|show PATH ...
       Make and inspect soft PIV card files (run "spice-smartcard card --help").
   spice-smartcard help | --help
@@ -64,6 +67,8 @@ export async function main(argv: string[]): Promise<ExitCodeNumber> {
       return runConnect(rest);
     case 'passthru':
       return runPassthru(rest);
+    case 'readers':
+      return (await runReaders(rest)) as ExitCodeNumber;
     case 'card':
       return (await runCard(rest)) as ExitCodeNumber;
     default:

@@ -43,6 +43,7 @@ export async function runConnect(args: string[]): Promise<ExitCodeNumber> {
   const [card] = await loadCards(values, 1);
   if (card === undefined) throw new UsageError('No card source.');
   log.note(`Card: ${card.name}.`);
+  log.followCard(card);
   log.note('Note: a SPICE server holds one session at a time, so a viewer connected to this VM is disconnected now.');
   log.emit({ event: 'connecting', target: spec.label });
 

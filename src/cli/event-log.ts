@@ -1,6 +1,8 @@
 // What `connect` and `passthru` tell the user: progress lines on stderr, or with --json-log one
 // JSON object per line on stdout. Never a password, PIN or APDU data.
 import { toHex } from '../../spice/bytes.js';
+import type { Card } from '../../vsc/card.js';
+import { PcscReaderCard } from '../../vsc/pcsc/index.js';
 import type { CardForwarder } from '../bridge/card-forwarder.js';
 
 export type BridgeEvent =
@@ -11,6 +13,8 @@ export type BridgeEvent =
   | { event: 'card-removed'; reader: string }
   | { event: 'apdu'; reader: string; seq: number; ins: string; sw?: string; ms: number; failed: boolean }
   | { event: 'warning'; reader?: string; code: string; message: string }
+  /** What a card source has to tell the user (PC/SC service down or back, card busy, reader gone). */
+  | { event: 'notice'; reader: string; code: string; message: string }
   | { event: 'error'; reader?: string; code: string; message: string; fatal: boolean }
   | { event: 'closed'; reason?: string };
 
@@ -53,6 +57,11 @@ export class EventLog {
     this.summarise();
   }
 
+  /** Reports what a card source says on its own (PC/SC readers do; soft cards have nothing to say). */
+  followCard(card: Card): void {
+    if (card instanceof PcscReaderCard) card.on('notice', (n) => this.emit({ event: 'notice', reader: card.name, code: n.code, message: n.message }));
+  }
+
   /** Reports everything a forwarder does under the given reader label. */
   follow(forwarder: CardForwarder, reader: string): void {
     forwarder.on('reader-added', (readerId) => this.emit({ event: 'reader-added', reader, readerId }));
@@ -86,6 +95,8 @@ export class EventLog {
         return this.verbose ? `${e.reader}: APDU ${e.seq} INS ${e.ins} → ${e.failed ? 'failed' : `SW ${e.sw}`} in ${e.ms} ms` : undefined;
       case 'warning':
         return this.verbose ? `${e.reader ? `${e.reader}: ` : ''}warning: ${e.message}` : undefined;
+      case 'notice':
+        return `${e.reader}: ${e.message}`;
       case 'error':
         return `${e.reader ? `${e.reader}: ` : ''}${e.fatal ? 'error' : 'problem'}: ${e.message}`;
       case 'closed':

@@ -37,6 +37,7 @@ export async function runPassthru(args: string[]): Promise<ExitCodeNumber> {
   });
   const log = new EventLog(values['json-log'], values.verbose);
   const cards = await loadCards(values, endpoints.length);
+  for (const card of cards) log.followCard(card);
   const links: PassthruLink[] = [];
   const closeAll = async (): Promise<void> => {
     await Promise.all(links.map((l) => l.stop()));

@@ -1,4 +1,6 @@
+import { Writable } from 'node:stream';
 import { afterEach, describe, expect, it, vi } from 'vitest';
+import { runReaders } from '../../src/cli/readers-command.js';
 import type { BackendReaderStatus, CardProtocol, PcscBackend, PcscBackendEvents, PcscBackendFactory, PcscBackendReader } from '../../vsc/pcsc/backend.js';
 import { PcscError, ScardCode } from '../../vsc/pcsc/errors.js';
 import { firstReaderCard, openReaderCard, PcscReaderCard, PcscSource, type PcscNotice } from '../../vsc/pcsc/index.js';
@@ -546,5 +548,92 @@ describe('firstReaderCard', () => {
     expect(card?.name).toBe('Reader *B*');
     expect(str(card?.atr())).toBe(T1_GUEST_ATR);
     await card?.close();
+  });
+});
+
+class Capture extends Writable {
+  text = '';
+  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: () => void): void {
+    this.text += chunk.toString();
+    callback();
+  }
+}
+
+describe('readers command (fake backend)', () => {
+  it('lists readers as text and JSON', async () => {
+    const pcsc = new FakePcsc();
+    pcsc.plug('Reader A');
+    pcsc.plug('Reader B');
+    pcsc.insert('Reader B');
+    const out = new Capture();
+    expect(await runReaders([], { out, err: new Capture(), backend: pcsc.factory })).toBe(0);
+    expect(out.text).toBe(
+      'Reader A\n  card:      none\nReader B\n  card:      present (T=1)\n' +
+        `  ATR:       ${str(T1_ATR).toUpperCase()}\n  VM ATR:    ${T1_GUEST_ATR.toUpperCase()} (T=0)\n`,
+    );
+    const json = new Capture();
+    expect(await runReaders(['--json'], { out: json, err: new Capture(), backend: pcsc.factory })).toBe(0);
+    expect(JSON.parse(json.text)).toEqual({
+      service: 'up',
+      readers: [
+        { name: 'Reader A', card: 'empty', atr: null, protocols: [], guestAtr: null, inUse: false, exclusive: false },
+        {
+          name: 'Reader B',
+          card: 'present',
+          atr: str(T1_ATR).replaceAll(' ', '').toUpperCase(),
+          protocols: ['T=1'],
+          guestAtr: T1_GUEST_ATR.replaceAll(' ', '').toUpperCase(),
+          inUse: false,
+          exclusive: false,
+        },
+      ],
+    });
+  });
+
+  it('no readers; usage errors exit 2', async () => {
+    const out = new Capture();
+    expect(await runReaders([], { out, err: new Capture(), backend: new FakePcsc().factory })).toBe(0);
+    expect(out.text).toBe('No PC/SC readers found.\n');
+    const err = new Capture();
+    expect(await runReaders(['--nope'], { out, err, backend: new FakePcsc().factory })).toBe(2);
+    expect(err.text).toMatch(/Usage: spice-smartcard readers/);
+  });
+
+  it('exit 3 and what to do when the service is down', async () => {
+    const pcsc = new FakePcsc();
+    pcsc.serviceUp = false;
+    const out = new Capture();
+    const err = new Capture();
+    expect(await runReaders(['--json'], { out, err, backend: pcsc.factory })).toBe(3);
+    expect(err.text).toMatch(/the PC\/SC service \(pcscd\) is not running: start it with `systemctl start pcscd`/);
+    expect(JSON.parse(out.text)).toMatchObject({ service: 'down', readers: [] });
+  });
+
+  it('--watch --json: one object per change, until stopped', async () => {
+    const pcsc = new FakePcsc();
+    pcsc.plug('Reader A');
+    const out = new Capture();
+    const stop = new AbortController();
+    const run = runReaders(['--watch', '--json'], { out, err: new Capture(), backend: pcsc.factory, signal: stop.signal });
+    await tick();
+    pcsc.insert('Reader A');
+    pcsc.eject('Reader A');
+    pcsc.crash(false);
+    await tick();
+    stop.abort();
+    expect(await run).toBe(0);
+    const events = out.text
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line) as { event: string; reader?: string; atr?: string; guestAtr?: string });
+    expect(events.map((e) => `${e.event} ${e.reader ?? ''}`.trim())).toEqual([
+      'reader-added Reader A',
+      'card-inserted Reader A',
+      'card-removed Reader A',
+      'reader-removed Reader A',
+      'service-restarted',
+      'reader-added Reader A',
+    ]);
+    expect(events[1]?.guestAtr).toBe(T1_GUEST_ATR.replaceAll(' ', '').toUpperCase());
   });
 });
