@@ -2,7 +2,16 @@ import { describe, expect, it } from 'vitest';
 import { parseCommandApdu, type CommandApdu } from '../../vsc/iso7816/apdu.js';
 import { CommandChainAssembler } from '../../vsc/iso7816/chaining.js';
 import { IsoCommandProcessor, type AppletResponse } from '../../vsc/iso7816/command-processor.js';
-import { ResponseChainer, isoChunkPolicy, type ResponseChunkPolicy } from '../../vsc/iso7816/response-chaining.js';
+import {
+  ResponseChainer,
+  avoidingRiskyCcidLengths,
+  ccidMessageBytes,
+  ccidSafeChunkPolicy,
+  defaultChunkPolicy,
+  isRiskyCcidLength,
+  isoChunkPolicy,
+  type ResponseChunkPolicy,
+} from '../../vsc/iso7816/response-chaining.js';
 import { SW, statusWordOf } from '../../vsc/iso7816/status-words.js';
 
 const hex = (s: string): Uint8Array => Uint8Array.from((s.match(/[0-9a-f]{2}/gi) ?? []).map((b) => parseInt(b, 16)));
@@ -244,3 +253,84 @@ describe('IsoCommandProcessor front end', () => {
     expect(toHex(await processor.process(hex('00 c0 00 00 00')))).toBe('6a88');
   });
 });
+
+describe('CCID-safe chunks (QEMU usb-ccid behind xHCI)', () => {
+  const getResponse = (le: number): CommandApdu => command(`00 c0 00 00 ${(le & 0xff).toString(16).padStart(2, '0')}`);
+  /** The CCID message of a response: 10-byte header + data + SW1 SW2. */
+  const riskyResponse = (response: Uint8Array): boolean => (10 + response.length) % 64 === 0;
+
+  it('risky answers are those whose CCID message is a multiple of 64 bytes', () => {
+    expect(ccidMessageBytes(0)).toBe(12);
+    expect(ccidMessageBytes(52)).toBe(64);
+    const risky = Array.from({ length: 301 }, (_, n) => n).filter(isRiskyCcidLength);
+    expect(risky).toEqual([52, 116, 180, 244]);
+  });
+
+  it('is what ResponseChainer uses unless told otherwise', () => {
+    expect(defaultChunkPolicy).toBe(ccidSafeChunkPolicy);
+    expect(toHex(new ResponseChainer().respond(pattern(52), SW.OK, 52))).toBe(`${toHex(pattern(51))}6101`);
+    expect(toHex(new ResponseChainer(isoChunkPolicy).respond(pattern(52), SW.OK, 52))).toBe(`${toHex(pattern(52))}9000`);
+  });
+
+  it('every answer length 0..300, any Le, any final status: reassembled exactly, no risky or oversized response', () => {
+    for (let n = 0; n <= 300; n++) {
+      const les: (number | undefined)[] = [undefined, 256, 255, 128, 100, 53, 52, 51, 1];
+      if (n >= 1 && n <= 256) les.push(n);
+      for (const ne of les) {
+        for (const sw of [SW.OK, SW.END_OF_DATA, 0x6300]) {
+          const label = `n=${n} ne=${ne} sw=${sw.toString(16)}`;
+          const chainer = new ResponseChainer();
+          const responses = [chainer.respond(pattern(n), sw, ne)];
+          // The host's T=0 side: 61 XX -> GET RESPONSE XX; 6C XX -> the same again with XX.
+          for (let guard = 0; ; guard++) {
+            expect(guard, label).toBeLessThan(20);
+            const last = responses.at(-1) ?? new Uint8Array(0);
+            const lastSw = statusWordOf(last) ?? 0;
+            if (lastSw >> 8 === 0x61 || lastSw >> 8 === 0x6c) responses.push(chainer.getResponse(getResponse(lastSw & 0xff)));
+            else break;
+          }
+          const data = responses.filter((r) => (statusWordOf(r) ?? 0) >> 8 !== 0x6c).flatMap((r) => [...r.subarray(0, r.length - 2)]);
+          expect(Uint8Array.from(data), label).toEqual(pattern(n));
+          expect(statusWordOf(responses.at(-1) ?? new Uint8Array(0)), label).toBe(sw);
+          for (const r of responses) {
+            expect(riskyResponse(r), `${label}: response of ${r.length} bytes`).toBe(false);
+            expect(r.length, label).toBeLessThanOrEqual(258);
+          }
+          // Every piece the host asked for with an Le fits it.
+          if (ne !== undefined) expect(responses[0]!.length - 2, label).toBeLessThanOrEqual(ne);
+        }
+      }
+    }
+  });
+
+  it('the plain ISO policy does produce those responses (what the tests above guard against)', () => {
+    const risky = [52, 116, 180, 244].filter((n) => riskyResponse(new ResponseChainer(isoChunkPolicy).respond(pattern(n), SW.OK, n)));
+    expect(risky).toEqual([52, 116, 180, 244]);
+  });
+
+  it('judges the chunk the chainer will send, not what the base policy asked for', () => {
+    const greedy = avoidingRiskyCcidLengths(() => 10_000);
+    expect(greedy(52, 52)).toBe(51);
+    expect(greedy(300, 244)).toBe(243);
+    expect(greedy(300, undefined)).toBe(0);
+    expect(greedy(52, 53)).toBe(51);
+    expect(greedy(53, 53)).toBe(53);
+    const odd = avoidingRiskyCcidLengths(() => Number.NaN);
+    expect(odd(52, 52)).toBe(0);
+  });
+
+  it('IsoCommandProcessor given the policy: every length 0..600 with and without Le', async () => {
+    for (const withLe of [false, true]) {
+      const processor = new IsoCommandProcessor(sizedAnswers, { chunkPolicy: ccidSafeChunkPolicy });
+      for (let n = 0; n <= 600; n += 1) {
+        const sizes: number[] = [];
+        const { data, sw } = await collect(processor, Uint8Array.of(0x00, 0x01, n >> 8, n & 0xff, ...(withLe ? [0x00] : [])), sizes);
+        expect(sw).toBe(SW.OK);
+        expect(data, `n=${n}`).toEqual(pattern(n));
+        for (const size of sizes) expect((10 + size) % 64, `n=${n}`).not.toBe(0);
+        expect(Math.max(...sizes)).toBeLessThanOrEqual(258);
+      }
+    }
+  });
+});
+

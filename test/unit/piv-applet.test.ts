@@ -2,7 +2,11 @@
 import { generateKeyPairSync, X509Certificate, type KeyObject } from 'node:crypto';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { checkAtr } from '../../vsc/codec.js';
+import { PivCardEngine } from '../../vsc/piv/applet.js';
 import { SOFT_PIV_ATR } from '../../vsc/piv/atr.js';
+import type { PivCredentials } from '../../vsc/piv/credentials.js';
+import type { PivKeyOperations } from '../../vsc/piv/key-operations.js';
+import { isoChunkPolicy } from '../../vsc/iso7816/response-chaining.js';
 import { exchange, exchangeChain, generalAuthenticateApdus, getDataApdu, verifyPinApdu } from '../../vsc/piv/host-commands.js';
 import { decodeSingleTlv, decodeTlvList, findTlv } from '../../vsc/iso7816/tlv.js';
 import type { SlotName } from '../../vsc/soft-card/algorithms.js';
@@ -204,5 +208,76 @@ describe('PIV applet commands', () => {
     expect(apdus.reduce((n, a) => n + a.length - 5, 0)).toBe(266);
     const answer = await exchangeChain((a) => card.transmit(a), apdus);
     expect(answer.sw).toBe(0x6982);
+  });
+});
+
+describe('answer lengths a guest behind QEMU xHCI can take', () => {
+  const pattern = (n: number): Uint8Array => Uint8Array.from({ length: n }, (_, i) => (i * 7 + 3) & 0xff);
+  const noKeys: PivKeyOperations = {
+    algorithmOf: () => undefined,
+    isUsable: () => false,
+    rsaPrivate: () => new Uint8Array(0),
+    ecdsaSign: () => new Uint8Array(0),
+    ecdh: () => new Uint8Array(0),
+  };
+  const noCredentials: PivCredentials = { triesLeft: () => 3, maxTries: () => 3, check: () => Promise.resolve(false), commit: () => Promise.resolve() };
+  /** Printed information (5FC109) holds `size` bytes; every other object is absent. */
+  const engineWithObjectOf = (size: () => number, chunkPolicy?: typeof isoChunkPolicy): PivCardEngine =>
+    new PivCardEngine({ objects: { get: (tag) => (tag === 0x5fc109 ? pattern(size()) : undefined) }, keys: noKeys, credentials: noCredentials }, chunkPolicy ? { chunkPolicy } : undefined);
+
+  /** A T=0 host: 61 XX -> GET RESPONSE XX, 6C XX -> the command again with Le=XX. Every response is kept. */
+  async function read(engine: PivCardEngine, command: Uint8Array): Promise<{ responses: Uint8Array[]; data: Uint8Array; sw: number }> {
+    const responses: Uint8Array[] = [];
+    const data: number[] = [];
+    let next: Uint8Array | undefined = command;
+    let sw = 0;
+    while (next !== undefined) {
+      if (responses.length > 20) throw new Error('endless exchange');
+      const response = await engine.transmit(next);
+      responses.push(response);
+      sw = ((response.at(-2) ?? 0) << 8) | (response.at(-1) ?? 0);
+      const sent: Uint8Array = next;
+      next = undefined;
+      if (sw >> 8 === 0x6c) next = Uint8Array.of(...sent.subarray(0, sent.length - 1), sw & 0xff);
+      else {
+        data.push(...response.subarray(0, -2));
+        if (sw >> 8 === 0x61) next = Uint8Array.of(0x00, 0xc0, 0x00, 0x00, sw & 0xff);
+      }
+    }
+    return { responses, data: Uint8Array.from(data), sw };
+  }
+  const getData = (le?: number): Uint8Array => Uint8Array.of(0x00, 0xcb, 0x3f, 0xff, 0x05, 0x5c, 0x03, 0x5f, 0xc1, 0x09, ...(le === undefined ? [] : [le & 0xff]));
+  // QEMU's usb-ccid sends each response in a CCID message of 10 header bytes + the response.
+  const risky = (response: Uint8Array): boolean => (10 + response.length) % 64 === 0;
+
+  it('by default, GET DATA of objects of 0..300 bytes: data intact, no response in a CCID message of a multiple of 64 bytes', async () => {
+    let size = 0;
+    const engine = engineWithObjectOf(() => size);
+    for (size = 0; size <= 300; size++) {
+      const forms: [string, Uint8Array][] = [
+        ['T=0 (no Le)', getData()],
+        ['Le=00', getData(0)],
+      ];
+      if (size >= 1 && size <= 256) forms.push(['exact Le', getData(size)]);
+      for (const [form, command] of forms) {
+        const label = `size=${size} ${form}`;
+        const r = await read(engine, command);
+        expect(r.data, label).toEqual(pattern(size));
+        expect(r.sw, label).toBe(0x9000);
+        for (const response of r.responses) {
+          expect(risky(response), `${label}: response of ${response.length} bytes`).toBe(false);
+          expect(response.length, label).toBeLessThanOrEqual(258);
+        }
+      }
+    }
+  });
+
+  it('with the plain ISO policy given explicitly, a 52-byte object goes out whole (the case avoided by default)', async () => {
+    const engine = engineWithObjectOf(() => 52, isoChunkPolicy);
+    const r = await read(engine, getData(52));
+    expect(r.responses.map((x) => x.length)).toEqual([54]);
+    expect(risky(r.responses[0] ?? new Uint8Array(0))).toBe(true);
+    const safe = await read(engineWithObjectOf(() => 52), getData(52));
+    expect(safe.responses.map((x) => x.length)).toEqual([53, 3]);
   });
 });

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { checkAtr } from '../../vsc/codec.js';
 import { parseAtr } from '../../vsc/pcsc/atr.js';
+import { isoChunkPolicy } from '../../vsc/iso7816/response-chaining.js';
 import { T0Adapter, T0AtrError, t0GuestAtr } from '../../vsc/pcsc/t0-adapter.js';
 
 const hex = (s: string): Uint8Array => Uint8Array.from((s.match(/[0-9a-f]{2}/gi) ?? []).map((b) => parseInt(b, 16)));
@@ -228,13 +229,13 @@ describe('T0Adapter with a T=1 card: recorded exchanges', () => {
   });
 });
 
-describe('T0Adapter: long answers for every length 0..600', () => {
+describe('T0Adapter with the plain ISO policy: long answers for every length 0..600', () => {
   // A short APDU's answer holds at most 256 bytes: beyond that a card has to chain with 61 XX.
   for (const chains of [false, true]) {
     it(`case 4 without Le, ${chains ? 'card chains with 61 XX (0..600)' : 'card answers in one piece (0..256)'}`, async () => {
       for (let n = 0; n <= (chains ? 600 : 256); n++) {
         const card = t1Card({ size: n, chains });
-        const adapter = new T0Adapter({ protocol: 'T=1' });
+        const adapter = new T0Adapter({ protocol: 'T=1', chunkPolicy: isoChunkPolicy });
         const r = await guest(adapter, card, hex('00 cb 3f ff 03 5c 01 7e'));
         expect(r.sw, `n=${n}`).toBe(0x9000);
         expect(r.data, `n=${n}`).toEqual(pattern(n));
@@ -251,7 +252,7 @@ describe('T0Adapter: long answers for every length 0..600', () => {
   it('case 2 with Le=00: 256 bytes at once, the rest behind 61 XX', async () => {
     for (let n = 0; n <= 600; n++) {
       const card = t1Card({ size: n, chains: true });
-      const adapter = new T0Adapter({ protocol: 'T=1' });
+      const adapter = new T0Adapter({ protocol: 'T=1', chunkPolicy: isoChunkPolicy });
       const r = await guest(adapter, card, hex('00 b0 00 00 00'));
       expect(r.data, `n=${n}`).toEqual(pattern(n));
       expect(r.answers[0]?.length, `n=${n}`).toBe(Math.min(n, 256) + 2);
@@ -277,6 +278,181 @@ describe('T0Adapter with a T=0 card: everything passes unchanged', () => {
     const adapter = new T0Adapter({ protocol: 'T=0' });
     for (const [command, answer] of script) expect(str(await adapter.exchange(hex(command), exchange))).toBe(answer);
     expect(sent).toEqual([...script.keys()]);
+  });
+});
+
+/** The CCID message QEMU's usb-ccid wraps an answer in (10-byte header) ends on a full 64-byte packet. */
+const risky = (answer: Uint8Array): boolean => (answer.length + 10) % 64 === 0;
+const b = (n: number): string => (n & 0xff).toString(16).padStart(2, '0');
+
+/**
+ * A T=0 card as PC/SC shows it: TPDUs in, the card's own answers out. READ BINARY (B0) wants the
+ * exact Le (6C XX otherwise) and chains beyond 256 bytes with 61 XX; GET DATA (CB, data and no
+ * Le, as T=0 sends case 4) answers 61 XX; GET RESPONSE hands out what is pending, exact Le too.
+ */
+function t0Card(size: number): { sent: string[]; exchange: (apdu: Uint8Array) => Promise<Uint8Array> } {
+  const sent: string[] = [];
+  const data = pattern(size);
+  let pending: Uint8Array | undefined;
+  const give = (bytes: Uint8Array, le: number): Uint8Array => {
+    const available = Math.min(bytes.length, 256);
+    if (le !== available) return hex(`6c ${b(available)}`);
+    pending = bytes.length > le ? bytes.subarray(le) : undefined;
+    return withSw(bytes.subarray(0, le), pending === undefined ? 0x9000 : 0x6100 | (Math.min(pending.length, 256) & 0xff));
+  };
+  const answer = (apdu: Uint8Array): Uint8Array => {
+    const ins = apdu[1];
+    if (ins === 0xc0) return pending === undefined ? hex('6a 88') : give(pending, apdu[4] || 256);
+    pending = undefined;
+    if (ins === 0xb0) return size === 0 ? hex('90 00') : give(data, apdu[4] || 256);
+    if (ins === 0xcb) {
+      if (size === 0) return hex('90 00');
+      pending = data;
+      return hex(`61 ${b(Math.min(size, 256))}`);
+    }
+    return hex('6d 00');
+  };
+  return {
+    sent,
+    exchange: (apdu) => {
+      sent.push(str(apdu));
+      return Promise.resolve(answer(apdu));
+    },
+  };
+}
+
+/** The guest's T=0 side in full: 6C XX repeats the command with Le=XX, 61 XX asks GET RESPONSE XX. */
+async function t0Guest(adapter: T0Adapter, card: { exchange: (apdu: Uint8Array) => Promise<Uint8Array> }, command: Uint8Array): Promise<{ answers: Uint8Array[]; data: Uint8Array; sw: number }> {
+  const answers: Uint8Array[] = [];
+  const parts: Uint8Array[] = [];
+  let next: Uint8Array | undefined = command;
+  let sw = 0;
+  for (let guard = 0; next !== undefined; guard++) {
+    if (guard > 100) throw new Error('endless exchange');
+    const answer = await adapter.exchange(next, card.exchange);
+    answers.push(answer);
+    sw = ((answer[answer.length - 2] ?? 0) << 8) | (answer[answer.length - 1] ?? 0);
+    const sent: Uint8Array = next;
+    next = undefined;
+    if (sw >> 8 === 0x6c) next = Uint8Array.of(...sent.subarray(0, 4), sw & 0xff);
+    else {
+      parts.push(answer.subarray(0, -2));
+      if (sw >> 8 === 0x61) next = Uint8Array.of(sent[0] ?? 0, 0xc0, 0x00, 0x00, sw & 0xff);
+    }
+  }
+  return { answers, data: concat(parts), sw };
+}
+
+describe('T0Adapter by default: no answer travels in a CCID message of a risky length', () => {
+  const check = (r: { answers: Uint8Array[]; data: Uint8Array; sw: number }, n: number, label: string): void => {
+    expect(r.data, label).toEqual(pattern(n));
+    expect(r.sw, label).toBe(0x9000);
+    for (const a of r.answers) {
+      expect(risky(a), `${label}: answer of ${a.length} bytes`).toBe(false);
+      expect(a.length, label).toBeLessThanOrEqual(258);
+    }
+  };
+
+  it('T=1 card, every length 0..300: Le=00, an Le that matches exactly, and no Le (T=0 case 4)', async () => {
+    for (let n = 0; n <= 300; n++) {
+      const forms: [string, Uint8Array][] = [
+        ['Le=00', hex('00 b0 00 00 00')],
+        ['case 4 without Le', hex('00 cb 3f ff 03 5c 01 7e')],
+      ];
+      if (n >= 1 && n <= 256) forms.push(['exact Le', hex(`00 b0 00 00 ${b(n)}`)]);
+      for (const [form, command] of forms) {
+        for (const chains of [false, true]) {
+          if (!chains && n > 256) continue;
+          const r = await guest(new T0Adapter({ protocol: 'T=1' }), t1Card({ size: n, chains }), command);
+          check(r, n, `n=${n} ${form}${chains ? ', card chains' : ''}`);
+        }
+      }
+    }
+  });
+
+  it('T=1 card, 52 bytes for Le=34: 51 bytes + 61 01, the last byte from the buffer', async () => {
+    const card = t1Card({ size: 52 });
+    const adapter = new T0Adapter({ protocol: 'T=1' });
+    expect(str(await adapter.exchange(hex('00 b0 00 00 34'), card.exchange))).toBe(`${str(pattern(51))} 61 01`);
+    expect(str(await adapter.exchange(hex('00 c0 00 00 01'), card.exchange))).toBe(`${str(pattern(52).subarray(51))} 90 00`);
+    expect(card.sent).toEqual(['00 b0 00 00 34']);
+  });
+
+  it('T=0 card, every length 0..300: the data is intact, and answers change only where they had to', async () => {
+    let touched = 0;
+    for (let n = 0; n <= 300; n++) {
+      const forms: [string, Uint8Array][] = [
+        ['Le=00', hex('00 b0 00 00 00')],
+        ['case 4 without Le', hex('00 cb 3f ff 03 5c 01 7e')],
+      ];
+      if (n >= 1 && n <= 256) forms.push(['exact Le', hex(`00 b0 00 00 ${b(n)}`)]);
+      for (const [form, command] of forms) {
+        const label = `n=${n} ${form}`;
+        const r = await t0Guest(new T0Adapter({ protocol: 'T=0' }), t0Card(n), command);
+        check(r, n, label);
+        // The same exchange with the plain ISO policy is what the card itself sends.
+        const raw = await t0Guest(new T0Adapter({ protocol: 'T=0', chunkPolicy: isoChunkPolicy }), t0Card(n), command);
+        expect(raw.data, label).toEqual(pattern(n));
+        if (raw.answers.some(risky)) touched++;
+        else expect(r.answers.map(str), label).toEqual(raw.answers.map(str));
+      }
+    }
+    // The card itself sends 52, 116, 180 and 244 data bytes in a risky message, in all 3 forms.
+    expect(touched).toBe(12);
+  });
+
+  it('T=0 card, 52 bytes + 90 00: 51 bytes + 61 01, the guest\'s GET RESPONSE does not reach the card', async () => {
+    const card = t0Card(52);
+    const adapter = new T0Adapter({ protocol: 'T=0' });
+    expect(str(await adapter.exchange(hex('00 b0 00 00 34'), card.exchange))).toBe(`${str(pattern(51))} 61 01`);
+    expect(str(await adapter.exchange(hex('00 c0 00 00 01'), card.exchange))).toBe(`${str(pattern(52).subarray(51))} 90 00`);
+    expect(card.sent).toEqual(['00 b0 00 00 34']);
+  });
+
+  it("T=0 card, 52 bytes + the card's own 61 XX: the rest is fetched first (same channel), then served from the buffer", async () => {
+    const script = new Map<string, string>([
+      ['01 c0 00 00 34', `${str(pattern(52))} 61 10`],
+      ['01 c0 00 00 10', `${str(pattern(68).subarray(52))} 90 00`],
+    ]);
+    const sent: string[] = [];
+    const exchange = (apdu: Uint8Array): Promise<Uint8Array> => {
+      sent.push(str(apdu));
+      return Promise.resolve(hex(script.get(str(apdu)) ?? '6d 00'));
+    };
+    const adapter = new T0Adapter({ protocol: 'T=0' });
+    expect(str(await adapter.exchange(hex('01 c0 00 00 34'), exchange))).toBe(`${str(pattern(51))} 61 11`);
+    expect(str(await adapter.exchange(hex('01 c0 00 00 11'), exchange))).toBe(`${str(pattern(68).subarray(51))} 90 00`);
+    expect(sent).toEqual(['01 c0 00 00 34', '01 c0 00 00 10']);
+  });
+
+  it('T=0 card, 52 bytes with a warning: the warning ends the chain; with an error: the status alone', async () => {
+    const adapter = new T0Adapter({ protocol: 'T=0' });
+    const answer = (sw: string) => (): Promise<Uint8Array> => Promise.resolve(hex(`${str(pattern(52))} ${sw}`));
+    expect(str(await adapter.exchange(hex('00 b0 00 00 34'), answer('62 82')))).toBe(`${str(pattern(51))} 61 01`);
+    expect(str(await adapter.exchange(hex('00 c0 00 00 01'), answer('6d 00')))).toBe(`${str(pattern(52).subarray(51))} 62 82`);
+    expect(str(await adapter.exchange(hex('00 b0 00 00 34'), answer('6f 00')))).toBe('6f 00');
+  });
+
+  it('another command drops a T=0 answer still waiting for GET RESPONSE', async () => {
+    const card = t0Card(52);
+    const adapter = new T0Adapter({ protocol: 'T=0' });
+    await adapter.exchange(hex('00 b0 00 00 34'), card.exchange);
+    await adapter.exchange(hex('00 20 00 80 00'), card.exchange);
+    expect(str(await adapter.exchange(hex('00 c0 00 00 01'), card.exchange))).toBe('6a 88');
+    expect(card.sent.at(-1)).toBe('00 c0 00 00 01');
+  });
+
+  it('with the plain ISO policy a T=0 answer of a risky length passes unchanged (nothing else does this)', async () => {
+    const card = t0Card(52);
+    const adapter = new T0Adapter({ protocol: 'T=0', chunkPolicy: isoChunkPolicy });
+    expect(str(await adapter.exchange(hex('00 b0 00 00 34'), card.exchange))).toBe(`${str(pattern(52))} 90 00`);
+  });
+
+  it('an answer over 256 bytes (extended command) passes unchanged: it has no 61 XX form', async () => {
+    const adapter = new T0Adapter({ protocol: 'T=1' });
+    const long = withSw(pattern(500), 0x9000);
+    expect(risky(long)).toBe(true);
+    expect(await adapter.exchange(hex('00 b0 00 00 00 01 f4'), () => Promise.resolve(long))).toEqual(long);
   });
 });
 

@@ -10,6 +10,8 @@
 //  - Unlike libcacard, a GET RESPONSE asking for more than is left (Le other than 00) gets
 //    6C XX with the exact count, the T=0 answer for a wrong Le; OpenSC repeats the command with
 //    that Le by itself. Le=00 means "up to 256" and gets what is left.
+//  - Unlike libcacard, the default policy keeps every response off the CCID message lengths
+//    QEMU's usb-ccid mishandles (ccidSafeChunkPolicy; docs/qemu-xhci.md).
 
 import type { CommandApdu } from './apdu.js';
 import { SHORT_MAX_NE } from './apdu.js';
@@ -28,6 +30,56 @@ export type ResponseChunkPolicy = (remaining: number, requested: number | undefi
 export const isoChunkPolicy: ResponseChunkPolicy = (remaining, requested) =>
   requested === undefined ? 0 : Math.min(remaining, requested, SHORT_MAX_NE);
 
+/** QEMU's usb-ccid answers an APDU with RDR_to_PC_DataBlock: this header, then data + SW1 SW2. */
+export const CCID_HEADER_BYTES = 10;
+/** wMaxPacketSize of usb-ccid's bulk-in endpoint (a full-speed device). */
+export const CCID_BULK_PACKET_BYTES = 64;
+
+/** Length of the CCID message that carries a response with `dataBytes` data bytes. */
+export function ccidMessageBytes(dataBytes: number): number {
+  return CCID_HEADER_BYTES + dataBytes + 2;
+}
+
+/**
+ * A CCID message whose length is a multiple of the bulk packet size ends on a full packet, and
+ * USB then needs a zero-length packet to mark its end. QEMU 7.2's usb-ccid keeps a message
+ * queued whenever the last piece it copied was a full packet, even when the guest's buffer had
+ * room for more; behind qemu-xhci (whole transfers in one piece) a 64-byte message is left
+ * queued, the guest's next read gets 0 bytes (libccid: "Not enough data received: 0 bytes"),
+ * the command fails and pcscd may lose the card for a while. Only 64 failed here with libccid,
+ * which reads into a large buffer; a guest driver reading into, say, 128-byte buffers would
+ * trip on 192 the same way. So every multiple of 64 is avoided: it costs one GET RESPONSE for
+ * 4 answer lengths in 256. docs/qemu-xhci.md has the measurements.
+ */
+export function isRiskyCcidLength(dataBytes: number): boolean {
+  return ccidMessageBytes(dataBytes) % CCID_BULK_PACKET_BYTES === 0;
+}
+
+/**
+ * `base`, but one byte shorter whenever its chunk would travel in a CCID message of a risky
+ * length; the byte goes out behind 61 XX with the rest. One byte is enough: risky lengths are
+ * 64 apart, and a chunk of 0 (status only, 12 bytes) is never risky.
+ */
+export function avoidingRiskyCcidLengths(base: ResponseChunkPolicy): ResponseChunkPolicy {
+  return (remaining, requested) => {
+    // The chainer clamps whatever a policy says; judge the chunk it will actually send.
+    const wanted = base(remaining, requested);
+    const ceiling = Math.min(remaining, requested ?? 0, SHORT_MAX_NE);
+    const n = Math.max(0, Math.min(Number.isFinite(wanted) ? Math.floor(wanted) : 0, ceiling));
+    return n > 0 && isRiskyCcidLength(n) ? n - 1 : n;
+  };
+}
+
+/** ISO chunks, kept off the CCID lengths QEMU's usb-ccid mishandles on xHCI. */
+export const ccidSafeChunkPolicy: ResponseChunkPolicy = avoidingRiskyCcidLengths(isoChunkPolicy);
+
+/**
+ * What every card the bridge emulates or adapts uses unless told otherwise. Guests cannot be
+ * asked which USB controller they sit behind, and the detour costs one GET RESPONSE, so it is on
+ * for all of them.
+ */
+export const defaultChunkPolicy: ResponseChunkPolicy = ccidSafeChunkPolicy;
+
 export const GET_RESPONSE_INS = 0xc0;
 
 export class ResponseChainer {
@@ -36,7 +88,7 @@ export class ResponseChainer {
   #offset = 0;
   #finalSw: StatusWord = SW.OK;
 
-  constructor(policy: ResponseChunkPolicy = isoChunkPolicy) {
+  constructor(policy: ResponseChunkPolicy = defaultChunkPolicy) {
     this.#policy = policy;
   }
 
@@ -49,6 +101,11 @@ export class ResponseChainer {
     this.#pending = undefined;
     this.#offset = 0;
     this.#finalSw = SW.OK;
+  }
+
+  /** True when the policy hands `length` bytes to a host that asked for `ne` in one response. */
+  sendsWhole(length: number, ne: number | undefined): boolean {
+    return this.#clamp(this.#policy(length, ne), length, ne, 0) === length;
   }
 
   /**

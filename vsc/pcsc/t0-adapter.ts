@@ -15,10 +15,14 @@
 //    through vsc/iso7816's ResponseChainer: as much as its Le allows (never over 256 bytes), the
 //    rest behind 61 XX for its GET RESPONSE; nothing directly when it gave no Le (case 1/3).
 //  - T=0 card: commands and answers pass unchanged, 61 XX and 6C XX included.
+//  - Either way the chunk policy has the last word on lengths: by default no answer goes out in
+//    a CCID message whose length QEMU's usb-ccid mishandles behind xHCI (docs/qemu-xhci.md). A
+//    T=0 card's answer of such a length is cut like any other, its last byte behind 61 01 (and
+//    whatever the card still held behind its own 61 XX is fetched first and follows it).
 
 import { checkAtr } from '../codec.js';
-import { decodeClass, parseCommandApdu, type CommandApdu } from '../iso7816/apdu.js';
-import { GET_RESPONSE_INS, ResponseChainer, isoChunkPolicy, type ResponseChunkPolicy } from '../iso7816/response-chaining.js';
+import { SHORT_MAX_NE, decodeClass, parseCommandApdu, type CommandApdu } from '../iso7816/apdu.js';
+import { GET_RESPONSE_INS, ResponseChainer, defaultChunkPolicy, type ResponseChunkPolicy } from '../iso7816/response-chaining.js';
 import { SW, statusWordOf, type StatusWord } from '../iso7816/status-words.js';
 import { parseAtr } from './atr.js';
 import type { CardProtocol } from './backend.js';
@@ -86,7 +90,7 @@ export type CardExchange = (apdu: Uint8Array) => Promise<Uint8Array>;
 export interface T0AdapterOptions {
   /** The protocol PC/SC runs with the card. */
   readonly protocol: CardProtocol;
-  /** How answers are cut for the guest; pass the one every card of the session uses. */
+  /** How answers are cut for the guest (default: defaultChunkPolicy, safe on QEMU's xHCI). */
   readonly chunkPolicy?: ResponseChunkPolicy;
   /** Bound on an answer collected through the card's own 61 XX (default 64 KiB). */
   readonly maxResponseBytes?: number;
@@ -133,7 +137,7 @@ export class T0Adapter {
 
   constructor(options: T0AdapterOptions) {
     this.protocol = options.protocol;
-    this.#chainer = new ResponseChainer(options.chunkPolicy ?? isoChunkPolicy);
+    this.#chainer = new ResponseChainer(options.chunkPolicy ?? defaultChunkPolicy);
     this.#maxResponse = options.maxResponseBytes ?? DEFAULT_MAX_RESPONSE;
   }
 
@@ -143,12 +147,13 @@ export class T0Adapter {
 
   /** The guest's command in, the guest's answer out. */
   async exchange(command: Uint8Array, card: CardExchange): Promise<Uint8Array> {
-    if (this.protocol === 'T=0') return card(command);
     const parsed = parseCommandApdu(command);
-    if (!parsed.ok) {
-      // Not a short T=0 command (extended length, malformed): the card is the judge.
+    // A T=0 card already speaks the guest's protocol. A command that is not a short T=0 one
+    // (extended length, malformed) is the card's to judge.
+    if (this.protocol === 'T=0' || !parsed.ok) {
+      if (parsed.ok && parsed.apdu.ins === GET_RESPONSE_INS && this.#chainer.pending > 0) return this.#chainer.getResponse(parsed.apdu);
       this.#chainer.discard();
-      return card(command);
+      return this.#passOn(command, await card(command), card);
     }
     const apdu = parsed.apdu;
     if (apdu.ins === GET_RESPONSE_INS && this.#chainer.pending > 0) return this.#chainer.getResponse(apdu);
@@ -157,6 +162,18 @@ export class T0Adapter {
     // Case 1 and 3 in T=0 terms: the guest gave no Le, so data waits for GET RESPONSE.
     const guestNe = apdu.apduCase === 2 || apdu.apduCase === 4 ? apdu.ne : undefined;
     return this.#chainer.respond(answer.data, answer.sw, guestNe);
+  }
+
+  /** The card's own answer, unchanged unless the chunk policy would not send it in one piece. */
+  async #passOn(command: Uint8Array, response: Uint8Array, card: CardExchange): Promise<Uint8Array> {
+    const sw = statusWordOf(response);
+    const length = response.length - 2;
+    // Over 256 bytes answers an extended command, which has no 61 XX form to cut it into.
+    if (sw === undefined || length === 0 || length > SHORT_MAX_NE || this.#chainer.sendsWhole(length, length)) return response;
+    // Fetch what the card holds behind its own 61 XX now, so the guest's GET RESPONSEs are all
+    // answered from one buffer. Data under an error status is dropped, as ISO 7816-4 has it.
+    const answer = await this.#collect({ data: response.subarray(0, length), sw }, getResponseClass(command[0] ?? 0), card);
+    return this.#chainer.respond(answer.data, answer.sw, length);
   }
 
   async #run(apdu: CommandApdu, card: CardExchange): Promise<CardAnswer> {

@@ -5,6 +5,7 @@
 
 import type { CommandApdu } from '../iso7816/apdu.js';
 import { IsoCommandProcessor, statusOnly, type ApduHandler, type AppletResponse, type CommandProcessorOptions } from '../iso7816/command-processor.js';
+import { defaultChunkPolicy } from '../iso7816/response-chaining.js';
 import { SW } from '../iso7816/status-words.js';
 import { PivIns } from './constants.js';
 import type { PivCredentials } from './credentials.js';
@@ -74,9 +75,11 @@ export class PivCardEngine {
   readonly #applet: PivApplet;
   readonly #processor: IsoCommandProcessor;
 
-  constructor(options: PivAppletOptions, processorOptions?: CommandProcessorOptions) {
+  /** `processorOptions.chunkPolicy` defaults to the bridge's (CCID-safe) policy, not plain ISO. */
+  constructor(options: PivAppletOptions, processorOptions: CommandProcessorOptions = {}) {
     this.#applet = new PivApplet(options);
-    this.#processor = new IsoCommandProcessor(this.#applet, processorOptions);
+    // This engine is what a guest's reader talks to, so its answers must survive QEMU's usb-ccid.
+    this.#processor = new IsoCommandProcessor(this.#applet, { ...processorOptions, chunkPolicy: processorOptions.chunkPolicy ?? defaultChunkPolicy });
   }
 
   /** Power-up or re-insertion: security status and any half-done exchange are forgotten. */

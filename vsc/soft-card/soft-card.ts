@@ -23,6 +23,7 @@ export interface SoftCardOptions {
   readonly vault: CardVault;
   /** Start with the card inserted (default) or removed. */
   readonly inserted?: boolean;
+  /** How long answers are cut for GET RESPONSE (default: defaultChunkPolicy, safe on QEMU's xHCI). */
   readonly chunkPolicy?: ResponseChunkPolicy;
 }
 
