@@ -5,6 +5,7 @@ import { SpiceError } from '../../spice/errors.js';
 import { ExitCode, UsageError, exitCodeFor, type ExitCodeNumber } from './exit-codes.js';
 import { runCard } from '../card-command.js';
 import { runConnect } from './connect-command.js';
+import { runDoctor } from './doctor-command.js';
 import { runPassthru } from './passthru-command.js';
 import { runProbe } from './probe-command.js';
 import { runReaders } from './readers-command.js';
@@ -20,6 +21,8 @@ Usage:
       Forward cards straight to QEMU's smartcard sockets (libvirt mode='passthrough' type='tcp').
   spice-smartcard readers [--json] [--watch]
       List the PC/SC readers with their cards, ATRs and protocols; --watch follows changes.
+  spice-smartcard doctor [<uri|file.vv>] [--json] [--no-session]
+      Check this machine (PC/SC, readers, viewer) and, given a VM, its SPICE endpoint and smartcard channel.
   spice-smartcard card create|import|show PATH ...
       Make and inspect soft PIV card files (run "spice-smartcard card --help").
   spice-smartcard help | --help
@@ -69,6 +72,8 @@ export async function main(argv: string[]): Promise<ExitCodeNumber> {
       return runPassthru(rest);
     case 'readers':
       return (await runReaders(rest)) as ExitCodeNumber;
+    case 'doctor':
+      return runDoctor(rest);
     case 'card':
       return (await runCard(rest)) as ExitCodeNumber;
     default:

@@ -79,6 +79,7 @@ export function toPcscError(error: unknown): PcscError {
   return new PcscError(message, match?.[1] === undefined ? undefined : Number.parseInt(match[1], 16));
 }
 
-export const SERVICE_DOWN_ADVICE =
-  'the PC/SC service (pcscd) is not running: start it with `systemctl start pcscd` ' +
-  '(or `sudo systemctl enable --now pcscd.socket`); waiting for it to come back';
+/** How to start pcscd; `doctor` gives it as the fix, the card source inside SERVICE_DOWN_ADVICE. */
+export const SERVICE_START_ADVICE = 'start it with `systemctl start pcscd` (or `sudo systemctl enable --now pcscd.socket`)';
+
+export const SERVICE_DOWN_ADVICE = `the PC/SC service (pcscd) is not running: ${SERVICE_START_ADVICE}; waiting for it to come back`;

@@ -10,7 +10,7 @@ import { PcscReaderCard, type PcscReaderCardOptions } from './reader-card.js';
 import { PcscSource, type PcscSourceOptions } from './source.js';
 
 export type { BackendReaderStatus, CardProtocol, PcscBackend, PcscBackendEvents, PcscBackendFactory, PcscBackendReader } from './backend.js';
-export { PcscError, ScardCode, SERVICE_DOWN_ADVICE, type PcscErrorKind } from './errors.js';
+export { PcscError, ScardCode, SERVICE_DOWN_ADVICE, SERVICE_START_ADVICE, type PcscErrorKind } from './errors.js';
 export { parseAtr, describeProtocols, type ParsedAtr } from './atr.js';
 export { t0GuestAtr, T0Adapter, T0AtrError } from './t0-adapter.js';
 export { PcscReaderCard, type PcscCardEventMap, type PcscReaderCardOptions } from './reader-card.js';

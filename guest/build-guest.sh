@@ -1,31 +1,34 @@
 #!/bin/bash
-# build-guest.sh - build the end-to-end test guest: a Debian kernel plus an initramfs that holds
-# busybox, pcscd + libccid and the OpenSC tools, copied from this host's Debian packages.
+# build-guest.sh - build the tiny Linux VM of the demo and the end-to-end tests: a Debian kernel
+# plus an initramfs that holds busybox, pcscd + libccid and the OpenSC tools, copied from this
+# host's Debian packages.
 #
 # Output (in the cache dir): vmlinuz + initramfs.cpio.gz, and for a ~2x faster boot under TCG the
 # same uncompressed: vmlinux (ELF, PVH entry) + initramfs.cpio; manifest.txt, stamp
 # The build is skipped when the stamp matches: key = hash of this script, every file in guest/ and
 # the versions of the kernel package and of every Debian package a copied file comes from.
 #
-# Usage: build-guest.sh [--force] [--kernel 6.1.0-N-amd64] [--cache DIR] [--print-key]
+# Usage: build-guest.sh [--force] [--kernel 6.1.0-N-amd64] [--cache DIR] [--print-key] [--check]
+#        --check: only look for the host packages the build needs (exit 0, or 3 naming them)
 # Env:   SPICE_SMARTCARD_GUEST_CACHE   cache dir (default <repo>/.cache/guest)
 #        SPICE_SMARTCARD_GUEST_KERNEL  kernel ABI to use (default: newest linux-image-6.1.0-N-amd64 apt knows)
-# Stdout: KEY=, KERNEL=, INITRD=, KERNEL_PVH=, INITRD_RAW=, CACHED=0|1 lines (for guest-vm.ts). Progress goes to stderr.
+# Stdout: KEY=, KERNEL=, INITRD=, KERNEL_PVH=, INITRD_RAW=, CACHED=0|1 lines (for src/demo/guest-image.ts). Progress goes to stderr.
 # Exit status: 0 ok, 2 usage, 3 missing host packages (the message names the apt-get line), 1 other.
 set -euo pipefail
 export LC_ALL=C PATH="$PATH:/usr/sbin:/sbin"
 HERE="$(cd "$(dirname "$0")" && pwd -P)"
-REPO="$(cd "$HERE/../../.." && pwd)"
+REPO="$(cd "$HERE/.." && pwd)"
 CACHE="${SPICE_SMARTCARD_GUEST_CACHE:-$REPO/.cache/guest}"
 KVER="${SPICE_SMARTCARD_GUEST_KERNEL:-}"
-FORCE=0; PRINT_KEY=0
+FORCE=0; PRINT_KEY=0; CHECK=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --force) FORCE=1; shift;;
     --kernel) KVER="$2"; shift 2;;
     --cache) CACHE="$2"; shift 2;;
     --print-key) PRINT_KEY=1; shift;;
-    -h|--help) sed -n '2,15p' "$0"; exit 0;;
+    --check) CHECK=1; shift;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0;;
     *) echo "build-guest: unknown option $1" >&2; exit 2;;
   esac
 done
@@ -69,6 +72,7 @@ if [ ${#MISSING[@]} -gt 0 ]; then
   } >&2
   exit 3
 fi
+[ $CHECK = 1 ] && exit 0
 
 mkdir -p "$CACHE"
 CACHE="$(cd "$CACHE" && pwd)"
