@@ -1,28 +1,28 @@
 // A guest whose CCID reader sits behind qemu-xhci, the USB controller libvirt gives q35 VMs.
 // QEMU 7.2's usb-ccid there breaks the guest's next command after a 64-byte CCID message (a
 // 52-byte answer + SW), so the bridge never sends one (docs/qemu-xhci.md). One boot: the demo
-// card signs in the guest; every answer length 1..256 from a card behind PC/SC (the code
-// `connect --reader` runs, with an in-process PC/SC backend instead of pcscd) arrives intact
-// with the next command working, for a T=0 card (answers passed through) and a T=1 card
-// (answers rebuilt); and, last, the same reader card with the plain ISO policy fails as QEMU
-// does, which shows this file can tell the difference.
+// card signs in the guest; every answer length 1..256 from a card in a host PC/SC reader (a
+// private pcscd with vsmartcard's vpcd, the card served in TypeScript, read by the code
+// `connect --reader` runs) arrives intact with the next command working, for a T=0 card
+// (answers passed through) and a T=1 card (answers rebuilt); and, last, the same reader card
+// with the plain ISO policy fails as QEMU does, which shows this file can tell the difference.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SpiceSession } from '../../spice/session.js';
 import { createTransport } from '../../spice/transport.js';
 import { SpiceCardLink } from '../../src/bridge/spice-card-link.js';
 import type { Card } from '../../vsc/card.js';
 import { isoChunkPolicy, type ResponseChunkPolicy } from '../../vsc/iso7816/response-chaining.js';
-import type { CardProtocol, PcscBackendFactory, PcscBackendReader } from '../../vsc/pcsc/backend.js';
 import { openReaderCard } from '../../vsc/pcsc/index.js';
-import { ScardState } from '../../vsc/pcsc/reader-state.js';
 import { DEMO_CARD_PIN } from '../../vsc/soft-card/demo-card.js';
 import { loadSoftCard } from '../../vsc/soft-card/card-source.js';
-import { defaultAnswer, SCRIPTED_ATR } from '../helpers/scripted-card.js';
+import { pcscRigSkipReason, RIG_READERS, startPcscRig, type PcscRig } from '../helpers/pcsc-rig.js';
+import { ScriptedCard, SCRIPTED_ATR } from '../helpers/scripted-card.js';
+import { VpcdCard } from '../helpers/vpcd-card.js';
 import { bootGuestVm, buildGuest, findQemu, type GuestVm } from './guest-vm.js';
 
-const skip = findQemu() === null && !process.env['CI'];
+const rigProblem = pcscRigSkipReason();
+const skip = (findQemu() === null || rigProblem !== undefined) && !process.env['CI'];
 const P11 = '--module /usr/lib/x86_64-linux-gnu/opensc-pkcs11.so';
-const READER = 'xhci test reader';
 const h = (n: number): string => (n & 0xff).toString(16).padStart(2, '0').toUpperCase();
 const readBinary = (le: number): string => `00:B0:00:00:${h(le)}`;
 
@@ -31,27 +31,6 @@ function t1Atr(): Uint8Array {
   const historical = SCRIPTED_ATR.subarray(2);
   const body = [0x80 | historical.length, 0x81, 0x01, ...historical];
   return Uint8Array.from([0x3b, ...body, body.reduce((x, v) => x ^ v, 0)]);
-}
-
-/**
- * A PC/SC service with one reader holding one card that answers READ BINARY with Le bytes
- * (test/helpers/scripted-card.ts), for openReaderCard's `backend` option.
- */
-function onePcscReader(atr: Uint8Array, protocol: CardProtocol): PcscBackendFactory {
-  return (events) => {
-    const reader: PcscBackendReader = {
-      name: READER,
-      connect: () => Promise.resolve(protocol),
-      transmit: async (apdu) => defaultAnswer(apdu),
-      disconnect: () => Promise.resolve(),
-    };
-    queueMicrotask(() => {
-      events.readerAdded(reader);
-      events.status(reader, { state: ScardState.PRESENT | ScardState.CHANGED, atr });
-      events.listed([READER]);
-    });
-    return { close: () => undefined };
-  };
 }
 
 interface ReadResult {
@@ -80,9 +59,10 @@ function parseOpenscTool(stdout: string, stderr: string): ReadResult {
   return { answers, failed: /transmit failed/i.test(stdout + stderr), output: `${stdout}\n${stderr}` };
 }
 
-describe.skipIf(skip)('a guest on qemu-xhci (libvirt q35 default)', () => {
+describe.skipIf(skip)(`a guest on qemu-xhci (libvirt q35 default) ${rigProblem ?? ''}`, () => {
   let vm: GuestVm;
   let session: SpiceSession;
+  let rig: PcscRig;
   const timings: string[] = [];
 
   /** Forwards `card` for the duration of `body`, then takes it out again. */
@@ -98,8 +78,17 @@ describe.skipIf(skip)('a guest on qemu-xhci (libvirt q35 default)', () => {
     }
   }
 
-  const readerCard = (atr: Uint8Array, protocol: CardProtocol, chunkPolicy?: ResponseChunkPolicy) =>
-    openReaderCard(READER, { backend: onePcscReader(atr, protocol), exactName: true, ...(chunkPolicy ? { chunkPolicy } : {}) });
+  /** A scripted card (READ BINARY answers Le bytes) inserted in the host's virtual reader, opened as `--reader` does. */
+  async function withReaderCard(atr: Uint8Array, body: () => Promise<void>, chunkPolicy?: ResponseChunkPolicy): Promise<void> {
+    const inserted = new VpcdCard(new ScriptedCard(undefined, atr), rig.connector(0));
+    await inserted.insert();
+    try {
+      const card = await openReaderCard(RIG_READERS[0], { exactName: true, ...(chunkPolicy ? { chunkPolicy } : {}) });
+      await withCard(card, body);
+    } finally {
+      inserted.remove();
+    }
+  }
 
   /** READ BINARY with Le = 1..256 (00 for 256) and a last command, all in one connection (one opensc-tool). */
   async function readEveryLength(): Promise<void> {
@@ -120,6 +109,9 @@ describe.skipIf(skip)('a guest on qemu-xhci (libvirt q35 default)', () => {
 
   beforeAll(async () => {
     const started = Date.now();
+    rig = await startPcscRig();
+    // libpcsclite reads the socket path when this process makes its first PC/SC context.
+    process.env['PCSCLITE_CSOCK_NAME'] = rig.env.PCSCLITE_CSOCK_NAME;
     vm = await bootGuestVm({ images: await buildGuest(), usb: 'xhci' });
     expect(vm.qemuArgs.join(' ')).toContain('qemu-xhci');
     session = new SpiceSession({ transport: createTransport({ host: '127.0.0.1', port: vm.spicePort!, tls: {} }), password: '' });
@@ -130,6 +122,7 @@ describe.skipIf(skip)('a guest on qemu-xhci (libvirt q35 default)', () => {
   afterAll(async () => {
     await session?.close();
     await vm?.shutdown();
+    await rig?.dispose();
     console.log(`xhci e2e timings:\n  ${timings.join('\n  ')}`);
   });
 
@@ -155,21 +148,21 @@ describe.skipIf(skip)('a guest on qemu-xhci (libvirt q35 default)', () => {
   }, 120_000);
 
   it('a T=0 card behind PC/SC: every answer length 1..256 arrives intact, and the next command works', async () => {
-    await withCard(await readerCard(SCRIPTED_ATR, 'T=0'), readEveryLength);
+    await withReaderCard(SCRIPTED_ATR, readEveryLength);
   }, 120_000);
 
   it('a T=1 card behind PC/SC: the same', async () => {
-    await withCard(await readerCard(t1Atr(), 'T=1'), readEveryLength);
+    await withReaderCard(t1Atr(), readEveryLength);
   }, 120_000);
 
   // Last: a failure can leave the guest's pcscd without the card for a while.
   it('control: with the plain ISO policy, a 52-byte answer (64-byte CCID message) makes the next command fail', async () => {
-    await withCard(await readerCard(SCRIPTED_ATR, 'T=0', isoChunkPolicy), async () => {
+    await withReaderCard(SCRIPTED_ATR, async () => {
       const r = await vm.run(`opensc-tool -s ${readBinary(52)} -s ${readBinary(2)}`, { timeoutMs: 30_000 });
       const result = parseOpenscTool(r.stdout, r.stderr);
       expect(result.answers[0]?.data, result.output).toHaveLength(52);
       expect(result.failed, result.output).toBe(true);
       expect(result.answers, result.output).toHaveLength(1);
-    });
+    }, isoChunkPolicy);
   }, 60_000);
 });
