@@ -152,5 +152,6 @@ export function decodeLinkReply(body: Uint8Array): LinkReply {
     throw new LinkDecodeError('link reply: caps offset inside the fixed part');
   }
   const [commonCaps, channelCaps] = readCaps(body, capsOffset, ncommon, nchannel, 'link reply');
-  return { error, pubKey: body.slice(4, 4 + LINK_PUBKEY_SIZE), commonCaps, channelCaps };
+  // A copy: Buffer.prototype.slice would return a view of the socket's buffer.
+  return { error, pubKey: Uint8Array.from(body.subarray(4, 4 + LINK_PUBKEY_SIZE)), commonCaps, channelCaps };
 }

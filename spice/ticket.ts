@@ -22,8 +22,16 @@ export function ticketPlaintext(password: string): Uint8Array {
  * reply. Always needed, even when the server has ticketing disabled: it still decrypts the ticket.
  */
 export function encryptTicket(pubKeyDer: Uint8Array, password: string): Uint8Array {
+  return encryptTicketPlaintext(pubKeyDer, ticketPlaintext(password));
+}
+
+/**
+ * The same encryption of plaintext bytes as they are, for a proxy re-encrypting a viewer's ticket: the
+ * bytes the viewer chose (NUL included) reach the server unchanged, even if they are not UTF-8.
+ */
+export function encryptTicketPlaintext(pubKeyDer: Uint8Array, plaintext: Uint8Array): Uint8Array {
   const key = createPublicKey({ key: Buffer.from(pubKeyDer), format: 'der', type: 'spki' });
-  const out = publicEncrypt({ key, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha1' }, ticketPlaintext(password));
+  const out = publicEncrypt({ key, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha1' }, plaintext);
   if (out.byteLength !== TICKET_SIZE) throw new Error(`RSA-OAEP ticket is ${out.byteLength} bytes, expected ${TICKET_SIZE}`);
   return new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
 }

@@ -33,6 +33,11 @@ export class SpiceCardLink extends EventEmitter<SpiceCardLinkEvents> {
     return new SpiceCardLink(channel, card, options);
   }
 
+  /** Forwards the card on a smartcard channel linked elsewhere (the proxy links it into a viewer's session). */
+  static attach(channel: SpiceChannel, card: Card, options: SpiceCardLinkOptions = {}): SpiceCardLink {
+    return new SpiceCardLink(channel, card, options);
+  }
+
   private constructor(channel: SpiceChannel, card: Card, options: SpiceCardLinkOptions) {
     super();
     this.channel = channel;
@@ -74,6 +79,14 @@ export class SpiceCardLink extends EventEmitter<SpiceCardLinkEvents> {
     if (this.closedWith !== null) return;
     this.stopping = true;
     if (this.channel.isOpen) await this.forwarder.stop();
+    await this.channel.close();
+    this.forwarder.detach();
+  }
+
+  /** The session is already gone: close the channel without removing the card first. */
+  async drop(): Promise<void> {
+    if (this.closedWith !== null) return;
+    this.stopping = true;
     await this.channel.close();
     this.forwarder.detach();
   }

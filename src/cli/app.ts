@@ -6,8 +6,10 @@ import { ExitCode, UsageError, exitCodeFor, type ExitCodeNumber } from './exit-c
 import { runCard } from '../card-command.js';
 import { runConnect } from './connect-command.js';
 import { runDoctor } from './doctor-command.js';
+import { runOpen } from './open-command.js';
 import { runPassthru } from './passthru-command.js';
 import { runProbe } from './probe-command.js';
+import { runProxy } from './proxy-command.js';
 import { runReaders } from './readers-command.js';
 
 const HELP = `spice-smartcard — put a smartcard into a virtual machine over SPICE
@@ -17,6 +19,10 @@ Usage:
       Link to the VM's SPICE server, list its channels, and check the smartcard channel.
   spice-smartcard connect <uri|file.vv> [card] [--json-log] [options]
       Open a SPICE session of its own and forward a card into the VM until Ctrl-C.
+  spice-smartcard open <file.vv|uri> [--viewer CMD] [card] [--json-log] [options]
+      Open the VM in remote-viewer through a local proxy that adds the card to its session.
+  spice-smartcard proxy <uri|file.vv> [--listen 127.0.0.1:PORT] [card] [--json-log] [options]
+      Relay your viewer's session on a loopback port and add the card to it (the viewer stays connected).
   spice-smartcard passthru HOST:PORT [HOST:PORT ...] [card per target] [--json-log]
       Forward cards straight to QEMU's smartcard sockets (libvirt mode='passthrough' type='tcp').
   spice-smartcard readers [--json] [--watch]
@@ -28,7 +34,7 @@ Usage:
   spice-smartcard help | --help
   spice-smartcard --version
 
-Cards (connect, passthru):
+Cards (connect, open, proxy, passthru):
   --soft-card PATH       a soft PIV card file        --demo-card    the built-in demo PIV card
   --reader NAME          a PC/SC reader (exact name or glob)
 
@@ -72,6 +78,10 @@ export async function main(argv: string[]): Promise<ExitCodeNumber> {
       return runPassthru(rest);
     case 'readers':
       return (await runReaders(rest)) as ExitCodeNumber;
+    case 'proxy':
+      return runProxy(rest);
+    case 'open':
+      return runOpen(rest);
     case 'doctor':
       return runDoctor(rest);
     case 'card':

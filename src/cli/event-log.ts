@@ -16,9 +16,32 @@ export type BridgeEvent =
   /** What a card source has to tell the user (PC/SC service down or back, card busy, reader gone). */
   | { event: 'notice'; reader: string; code: string; message: string }
   | { event: 'error'; reader?: string; code: string; message: string; fatal: boolean }
-  | { event: 'closed'; reason?: string };
+  | { event: 'closed'; reason?: string }
+  /** proxy/open: where the viewer should connect. */
+  | { event: 'listening'; host: string; port: number; uri: string }
+  /** proxy/open: a channel of the viewer as the proxy sees it ('local': answered by the proxy, not linked upstream). */
+  | { event: 'viewer-channel'; connection: number; channel: string; type: number; id: number; state: 'opened' | 'local' | 'closed' | 'failed'; sessionId?: number; secure?: boolean; reason?: string }
+  /** proxy/open: the card's smartcard channel left that session (the viewer's session ended, or it failed). */
+  | { event: 'unlinked'; sessionId: number; reason?: string }
+  /** open: the viewer process. */
+  | { event: 'viewer'; state: 'started' | 'exited'; pid?: number; code?: number | null; signal?: string | null };
 
 const hex2 = (n: number): string => n.toString(16).padStart(2, '0');
+const sessionHex = (id: number): string => `0x${id.toString(16).padStart(8, '0')}`;
+
+function viewerChannelLine(e: Extract<BridgeEvent, { event: 'viewer-channel' }>): string {
+  const name = `${e.channel}${e.id !== 0 ? ` ${e.id}` : ''}`;
+  switch (e.state) {
+    case 'opened':
+      return `Viewer: ${name} channel open${e.sessionId !== undefined ? ` (session ${sessionHex(e.sessionId)})` : ''}${e.secure ? ', TLS to the server' : ''}.`;
+    case 'local':
+      return `Viewer: its own ${name} channel was answered by the proxy; the card forwarded by spice-smartcard is the VM's smartcard.`;
+    case 'closed':
+      return `Viewer: ${name} channel closed${e.reason !== undefined ? `: ${e.reason}` : ''}.`;
+    case 'failed':
+      return `Viewer: ${name} channel did not link: ${e.reason ?? 'unknown reason'}.`;
+  }
+}
 
 export class EventLog {
   private readonly apduCounts = new Map<string, number>();
@@ -82,7 +105,7 @@ export class EventLog {
       case 'connecting':
         return `Connecting to ${e.target}…`;
       case 'linked': {
-        const details = [e.sessionId !== undefined ? `session 0x${e.sessionId.toString(16).padStart(8, '0')}` : undefined, e.secure ? 'TLS' : undefined].filter((d) => d !== undefined);
+        const details = [e.sessionId !== undefined ? `session ${sessionHex(e.sessionId)}` : undefined, e.secure ? 'TLS' : undefined].filter((d) => d !== undefined);
         return `Linked to ${e.target}${details.length > 0 ? ` (${details.join(', ')})` : ''}.`;
       }
       case 'reader-added':
@@ -101,6 +124,15 @@ export class EventLog {
         return `${e.reader ? `${e.reader}: ` : ''}${e.fatal ? 'error' : 'problem'}: ${e.message}`;
       case 'closed':
         return e.reason !== undefined ? `Closed: ${e.reason}` : 'Closed.';
+      case 'listening':
+        return `Listening on ${e.uri}: point the viewer there, e.g. remote-viewer ${e.uri}`;
+      case 'viewer-channel':
+        return viewerChannelLine(e);
+      case 'unlinked':
+        return `The card left session ${sessionHex(e.sessionId)}${e.reason !== undefined ? `: ${e.reason}` : ''}.`;
+      case 'viewer':
+        if (e.state === 'started') return `Viewer started${e.pid !== undefined ? ` (pid ${e.pid})` : ''}.`;
+        return `Viewer exited${e.signal ? ` (${e.signal})` : e.code !== undefined && e.code !== null ? ` with status ${e.code}` : ''}.`;
     }
   }
 
