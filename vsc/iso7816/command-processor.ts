@@ -5,7 +5,7 @@
 
 import { decodeClass, parseCommandApdu, type CommandApdu } from './apdu.js';
 import { CommandChainAssembler, DEFAULT_MAX_CHAIN_BYTES } from './chaining.js';
-import { GET_RESPONSE_INS, ResponseChainer, isoChunkPolicy, type ResponseChunkPolicy } from './response-chaining.js';
+import { GET_RESPONSE_INS, ResponseChainer, defaultChunkPolicy, type ResponseChunkPolicy } from './response-chaining.js';
 import { SW, responseApdu, type StatusWord } from './status-words.js';
 
 /** What an applet answers: response data (possibly long) and a status word. */
@@ -20,6 +20,7 @@ export interface ApduHandler {
 }
 
 export interface CommandProcessorOptions {
+  /** Defaults to the CCID-safe policy every card of the bridge uses (docs/qemu-xhci.md). */
   readonly chunkPolicy?: ResponseChunkPolicy;
   readonly maxChainBytes?: number;
 }
@@ -36,7 +37,7 @@ export class IsoCommandProcessor {
   constructor(handler: ApduHandler, options: CommandProcessorOptions = {}) {
     this.#handler = handler;
     this.#chain = new CommandChainAssembler(options.maxChainBytes ?? DEFAULT_MAX_CHAIN_BYTES);
-    this.#responses = new ResponseChainer(options.chunkPolicy ?? isoChunkPolicy);
+    this.#responses = new ResponseChainer(options.chunkPolicy ?? defaultChunkPolicy);
   }
 
   /** Forgets a half-received chain and any unread response (card reset or re-insertion). */
