@@ -27,6 +27,8 @@ export type ForwarderEvents = {
   problem: [code: string, text: string, fatal: boolean];
   /** The link reached a terminal state: refused, failed or stopped. */
   finished: [state: LinkState];
+  /** Every VSC message received from the VM ('in') or sent to it ('out'), for traces. Carries APDU data. */
+  vsc: [direction: 'in' | 'out', message: VscMessage];
 };
 
 export interface CardForwarderOptions {
@@ -81,6 +83,7 @@ export class CardForwarder extends EventEmitter<ForwarderEvents> {
   }
 
   receive(message: VscMessage): void {
+    this.emit('vsc', 'in', message);
     this.apply(this.link.receive(message));
   }
 
@@ -113,6 +116,7 @@ export class CardForwarder extends EventEmitter<ForwarderEvents> {
     for (const action of actions) {
       switch (action.kind) {
         case 'send':
+          this.emit('vsc', 'out', action.message);
           this.sendMessage(action.message);
           break;
         case 'deliver-apdu':

@@ -27,6 +27,12 @@ export function parseEndpoint(text: string): PassthruEndpoint | undefined {
 
 const CONNECT_TIMEOUT_MS = 10_000;
 
+export interface PassthruLinkOptions {
+  replyTimeoutMs?: number;
+  /** Sees the forwarder before it sends anything (a trace must record VSC_Init and ReaderAdd). */
+  beforeStart?: (forwarder: CardForwarder) => void;
+}
+
 export class PassthruLink extends EventEmitter<PassthruLinkEvents> {
   readonly forwarder: CardForwarder;
   readonly endpoint: PassthruEndpoint;
@@ -35,7 +41,7 @@ export class PassthruLink extends EventEmitter<PassthruLinkEvents> {
   private stopping = false;
   private closedWith: SpiceError | undefined | null = null;
 
-  static open(endpoint: PassthruEndpoint, card: Card, options: { replyTimeoutMs?: number } = {}): Promise<PassthruLink> {
+  static open(endpoint: PassthruEndpoint, card: Card, options: PassthruLinkOptions = {}): Promise<PassthruLink> {
     const where = `${endpoint.host}:${endpoint.port}`;
     return new Promise((resolve, reject) => {
       const socket = net.connect({ host: endpoint.host, port: endpoint.port });
@@ -60,7 +66,7 @@ export class PassthruLink extends EventEmitter<PassthruLinkEvents> {
     });
   }
 
-  private constructor(endpoint: PassthruEndpoint, socket: net.Socket, card: Card, options: { replyTimeoutMs?: number }) {
+  private constructor(endpoint: PassthruEndpoint, socket: net.Socket, card: Card, options: PassthruLinkOptions) {
     super();
     this.endpoint = endpoint;
     this.socket = socket;
@@ -84,6 +90,7 @@ export class PassthruLink extends EventEmitter<PassthruLinkEvents> {
     this.forwarder.on('finished', (state) => {
       if (state === 'failed' && !this.stopping) this.fail(new SpiceError('protocol', `The reader link on ${this.where} failed (see the error above).`));
     });
+    options.beforeStart?.(this.forwarder);
     this.forwarder.start();
   }
 
@@ -93,6 +100,15 @@ export class PassthruLink extends EventEmitter<PassthruLinkEvents> {
 
   get isOpen(): boolean {
     return this.closedWith === null;
+  }
+
+  /**
+   * Why the link closed (undefined while open or after our own stop). The socket can fail before
+   * the opener gets the link (a write to a peer that already reset it fails on the next tick), so
+   * 'closed' may have been emitted before anyone listened: check isOpen first.
+   */
+  get closeError(): SpiceError | undefined {
+    return this.closedWith ?? undefined;
   }
 
   async stop(): Promise<void> {

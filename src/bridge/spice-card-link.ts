@@ -18,6 +18,8 @@ export type SpiceCardLinkEvents = {
 export interface SpiceCardLinkOptions {
   replyTimeoutMs?: number;
   signal?: AbortSignal;
+  /** Sees the forwarder before it sends anything (a trace must record the first ReaderAdd). */
+  beforeStart?: (forwarder: CardForwarder) => void;
 }
 
 export class SpiceCardLink extends EventEmitter<SpiceCardLinkEvents> {
@@ -66,6 +68,7 @@ export class SpiceCardLink extends EventEmitter<SpiceCardLinkEvents> {
       if (state === 'refused') this.fail(new SpiceError('channel-taken', takenSmartcardAdvice()));
       else if (state === 'failed' && !this.stopping) this.fail(new SpiceError('protocol', 'The smartcard link failed (see the error above); the smartcard channel was closed.'));
     });
+    options.beforeStart?.(this.forwarder);
     channel.start();
     this.forwarder.start();
   }

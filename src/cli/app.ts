@@ -11,6 +11,7 @@ import { runPassthru } from './passthru-command.js';
 import { runProbe } from './probe-command.js';
 import { runProxy } from './proxy-command.js';
 import { runReaders } from './readers-command.js';
+import { runTrace } from './trace-command.js';
 
 const HELP = `spice-smartcard — put a smartcard into a virtual machine over SPICE
 
@@ -29,6 +30,8 @@ Usage:
       List the PC/SC readers with their cards, ATRs and protocols; --watch follows changes.
   spice-smartcard doctor [<uri|file.vv>] [--json] [--no-session]
       Check this machine (PC/SC, readers, viewer) and, given a VM, its SPICE endpoint and smartcard channel.
+  spice-smartcard trace show FILE [--json]
+      Decode an APDU trace recorded with connect/passthru --trace (PINs and keys redacted).
   spice-smartcard card create|import|show PATH ...
       Make and inspect soft PIV card files (run "spice-smartcard card --help").
   spice-smartcard help | --help
@@ -37,6 +40,7 @@ Usage:
 Cards (connect, open, proxy, passthru):
   --soft-card PATH       a soft PIV card file        --demo-card    the built-in demo PIV card
   --reader NAME          a PC/SC reader (exact name or glob)
+  --replay FILE          a recorded trace answering the guest's commands
 
 Connection options:
   --password-file FILE   read the SPICE password from FILE (or set SPICE_PASSWORD)
@@ -82,6 +86,8 @@ export async function main(argv: string[]): Promise<ExitCodeNumber> {
       return runProxy(rest);
     case 'open':
       return runOpen(rest);
+    case 'trace':
+      return runTrace(rest);
     case 'doctor':
       return runDoctor(rest);
     case 'card':

@@ -8,12 +8,14 @@ export const CARD_OPTIONS = {
   'soft-card': { type: 'string', multiple: true },
   'demo-card': { type: 'boolean', default: false },
   reader: { type: 'string', multiple: true },
+  replay: { type: 'string', multiple: true },
 } as const satisfies ParseArgsConfig['options'];
 
 export interface CardOptionValues {
   'soft-card'?: string[] | undefined;
   'demo-card'?: boolean | undefined;
   reader?: string[] | undefined;
+  replay?: string[] | undefined;
 }
 
 /** One card choice per reader slot, in the order given; `count` slots are needed. */
@@ -21,13 +23,14 @@ export function cardChoices(values: CardOptionValues, count: number): CardChoice
   const choices: CardChoice[] = [
     ...(values['soft-card'] ?? []).map((path): CardChoice => ({ kind: 'soft', path })),
     ...(values.reader ?? []).map((pattern): CardChoice => ({ kind: 'reader', pattern })),
+    ...(values.replay ?? []).map((path): CardChoice => ({ kind: 'replay', path })),
   ];
   if (values['demo-card']) while (choices.length < count) choices.push({ kind: 'demo' });
   if (choices.length === 0) while (choices.length < count) choices.push({ kind: 'default' });
   if (choices.length !== count) {
     throw new UsageError(
       count === 1
-        ? 'Give one card source: --soft-card PATH, --demo-card or --reader NAME.'
+        ? 'Give one card source: --soft-card PATH, --demo-card, --reader NAME or --replay FILE.'
         : `${count} targets need ${count} card sources (one --soft-card, --reader or --demo-card each, in order); got ${choices.length}.`,
     );
   }

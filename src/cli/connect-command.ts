@@ -10,6 +10,7 @@ import { EventLog } from './event-log.js';
 import { ExitCode, UsageError, exitCodeFor, type ExitCodeNumber } from './exit-codes.js';
 import { canPrompt, promptPassword } from './prompt.js';
 import { untilSignalOr } from './run-until-stopped.js';
+import { TRACE_HELP_LINES, TRACE_OPTIONS, startTrace } from '../trace/trace-options.js';
 
 const CONNECT_HELP = `Usage: spice-smartcard connect <uri|file.vv> [--soft-card PATH | --demo-card | --reader NAME]
                                [--json-log] [--password-file FILE] [--ca-file FILE] [--host-subject SUBJ]
@@ -24,12 +25,13 @@ time: a viewer connected to the same VM is disconnected.
   --reader NAME      a PC/SC reader, by exact name or glob
   --json-log         one JSON event per line on stdout (linked, reader-added, card-inserted,
                      card-removed, apdu, error, closed)
+${TRACE_HELP_LINES}
 With no card option: the first PC/SC reader, else the demo card.
 
 A soft card can be taken out and put back while connected: SIGUSR1 removes it, SIGUSR2 inserts
 it (on a terminal: r and i).`;
 
-const OPTIONS = { ...CONNECTION_OPTIONS, ...CARD_OPTIONS, 'json-log': { type: 'boolean', default: false } } as const;
+const OPTIONS = { ...CONNECTION_OPTIONS, ...CARD_OPTIONS, ...TRACE_OPTIONS, 'json-log': { type: 'boolean', default: false } } as const;
 
 export async function runConnect(args: string[]): Promise<ExitCodeNumber> {
   const { values, positionals } = parseCommandArgs(args, OPTIONS);
@@ -60,8 +62,13 @@ export async function runConnect(args: string[]): Promise<ExitCodeNumber> {
   log.emit({ event: 'linked', target: spec.label, ...(session.sessionId !== undefined ? { sessionId: session.sessionId } : {}), secure: session.mainSecure });
 
   let link: SpiceCardLink;
+  let trace: ReturnType<typeof startTrace>;
   try {
-    link = await SpiceCardLink.open(session, card);
+    link = await SpiceCardLink.open(session, card, {
+      beforeStart: (forwarder) => {
+        trace = startTrace(values, spec.label, card.name, forwarder, (t) => process.stderr.write(`${t}\n`));
+      },
+    });
   } catch (e) {
     await session.close();
     await card.close?.();
@@ -90,6 +97,7 @@ export async function runConnect(args: string[]): Promise<ExitCodeNumber> {
   }
   await session.close();
   await card.close?.();
+  trace?.close();
   log.close();
   return exit;
 }
