@@ -2,7 +2,7 @@
 // full header (u64 serial, u16 type, u32 size, u32 sub_list). Accepts bytes split anywhere.
 // Bodies that lie inside one chunk are handed out as views, without copying.
 import { FULL_HEADER_SIZE, MINI_HEADER_SIZE } from './constants.js';
-import { LeWriter, view } from './bytes.js';
+import { LeWriter, concatBytes, view } from './bytes.js';
 
 /** Above this a message is treated as an attack or a broken stream, and the channel is dropped. */
 export const MAX_MESSAGE_SIZE = 16 * 1024 * 1024;
@@ -49,7 +49,9 @@ export class FrameParser {
   private size = 0;
   private serial: bigint | undefined;
   private retain = 0;
-  private bodyBuf: Uint8Array | undefined;
+  // Pieces of a body spread over several chunks, kept as views and joined once complete, so memory
+  // follows the bytes that really arrived rather than the size a peer announced.
+  private bodyParts: Uint8Array[] = [];
   private bodyFill = 0;
   private skipped = 0;
 
@@ -90,7 +92,7 @@ export class FrameParser {
       }
       // body
       const available = chunk.byteLength - at;
-      if (this.bodyBuf === undefined && this.skipped === 0 && available >= this.size) {
+      if (this.bodyFill === 0 && this.skipped === 0 && available >= this.size) {
         // Whole body in this chunk: hand out a view.
         frames.push(this.frame(chunk.subarray(at, at + this.retain)));
         at += this.size;
@@ -101,15 +103,14 @@ export class FrameParser {
       const n = Math.min(remainingBody, available);
       const keepNow = Math.max(0, Math.min(n, this.retain - this.bodyFill));
       if (keepNow > 0) {
-        this.bodyBuf ??= new Uint8Array(this.retain);
-        this.bodyBuf.set(chunk.subarray(at, at + keepNow), this.bodyFill);
+        this.bodyParts.push(chunk.subarray(at, at + keepNow));
         this.bodyFill += keepNow;
       }
       this.skipped += n - keepNow;
       at += n;
       if (this.bodyFill + this.skipped === this.size) {
-        frames.push(this.frame(this.bodyBuf ?? new Uint8Array(0)));
-        this.bodyBuf = undefined;
+        frames.push(this.frame(concatBytes(this.bodyParts)));
+        this.bodyParts = [];
         this.bodyFill = 0;
         this.skipped = 0;
         this.state = 'header';
