@@ -4,7 +4,8 @@
 import net from 'node:net';
 import { encodeVscMessage } from '../../vsc/codec.js';
 import { VscMsgType } from '../../vsc/constants.js';
-import { Rng, concat, mutate, validVscStream } from './hostile-spice-server.js';
+import { concatBytes } from '../../spice/bytes.js';
+import { Rng, mutate, validVscStream } from './hostile-spice-server.js';
 
 export interface PassthruPlan {
   /** Wait for the client's first bytes (its VSC_Init) before writing, as QEMU does. */
@@ -37,24 +38,24 @@ export function hostilePassthruBytes(rng: Rng, floodMax = 1000): Uint8Array {
     case 2:
       return mutate(rng, valid);
     case 3: // a header whose length disagrees with what follows
-      return concat([valid, beHeader(rng.int(12), rng.int(2), 1 + rng.int(100)), rng.bytes(rng.int(20))]);
+      return concatBytes([valid, beHeader(rng.int(12), rng.int(2), 1 + rng.int(100)), rng.bytes(rng.int(20))]);
     case 4: // huge announced length
-      return concat([valid, beHeader(rng.pick([VscMsgType.Apdu, VscMsgType.Atr, 77]), 0, rng.pick([0x10001, 0x7fffffff, 0xffffffff])), rng.bytes(rng.int(64))]);
+      return concatBytes([valid, beHeader(rng.pick([VscMsgType.Apdu, VscMsgType.Atr, 77]), 0, rng.pick([0x10001, 0x7fffffff, 0xffffffff])), rng.bytes(rng.int(64))]);
     case 5: // truncated
       return valid.subarray(0, rng.int(valid.byteLength));
     case 6: { // unknown message types
       const parts = [valid];
       for (let i = 0; i < 1 + rng.int(10); i++) {
         const payload = rng.bytes(rng.int(40));
-        parts.push(concat([beHeader(10 + rng.int(0xfffffff0), rng.int(3), payload.byteLength), payload]));
+        parts.push(concatBytes([beHeader(10 + rng.int(0xfffffff0), rng.int(3), payload.byteLength), payload]));
       }
-      return concat(parts);
+      return concatBytes(parts);
     }
     default: { // a flood of Flush / Error / APDU messages
       const one = encodeVscMessage(rng.pick([{ type: VscMsgType.Flush, readerId: 0 }, { type: VscMsgType.Error, readerId: 0, code: 0 }, { type: VscMsgType.Apdu, readerId: 0, data: Uint8Array.of(0, 0xb0, 0, 0, 4) }] as const), 'be');
       const parts = [valid];
       for (let i = 0; i < floodMax / 5 + rng.int((floodMax * 4) / 5); i++) parts.push(one);
-      return concat(parts);
+      return concatBytes(parts);
     }
   }
 }

@@ -3,6 +3,7 @@
 // seeded PRNG and the input generators the reliability tests share.
 import { generateKeyPairSync } from 'node:crypto';
 import net from 'node:net';
+import { concatBytes } from '../../spice/bytes.js';
 import { BaseMsg, ChannelType, MainMsg, SmartcardMsg } from '../../spice/constants.js';
 import { encodeFrame } from '../../spice/frame-parser.js';
 import { capsWords, encodeLinkHeader, encodeLinkReply } from '../../spice/link-codec.js';
@@ -44,17 +45,7 @@ export function seedFromEnv(name: string): number {
   return (Date.now() ^ (process.pid << 16)) >>> 0;
 }
 
-export function concat(parts: readonly Uint8Array[]): Uint8Array {
-  let n = 0;
-  for (const p of parts) n += p.byteLength;
-  const out = new Uint8Array(n);
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.byteLength;
-  }
-  return out;
-}
+
 
 const INTERESTING_U32 = [0, 1, 0x7f, 0x80, 0xff, 0x100, 0xffff, 0x10000, 0x7fffffff, 0x80000000, 0xfffffffe, 0xffffffff];
 
@@ -72,14 +63,14 @@ export function mutate(rng: Rng, input: Uint8Array): Uint8Array {
         if (b.byteLength > 0) b[at] = rng.int(256);
         break;
       case 2:
-        b = concat([b.subarray(0, at), rng.bytes(1 + rng.int(16)), b.subarray(at)]);
+        b = concatBytes([b.subarray(0, at), rng.bytes(1 + rng.int(16)), b.subarray(at)]);
         break;
       case 3:
-        b = concat([b.subarray(0, at), b.subarray(Math.min(b.byteLength, at + 1 + rng.int(16)))]);
+        b = concatBytes([b.subarray(0, at), b.subarray(Math.min(b.byteLength, at + 1 + rng.int(16)))]);
         break;
       case 4: {
         const len = Math.min(b.byteLength - at, 1 + rng.int(32));
-        b = concat([b.subarray(0, at + len), b.subarray(at, at + len), b.subarray(at + len)]);
+        b = concatBytes([b.subarray(0, at + len), b.subarray(at, at + len), b.subarray(at + len)]);
         break;
       }
       case 5:
@@ -140,7 +131,7 @@ export function validVscMessages(rng: Rng): VscMessage[] {
 export function validVscStream(rng: Rng, order: ByteOrder): Uint8Array {
   const msgs = validVscMessages(rng);
   if (order === 'be') msgs.unshift({ type: VscMsgType.Init, readerId: 0, magic: Uint8Array.from([0x56, 0x53, 0x43, 0x44]), version: 2, capabilities: [0] });
-  return concat(msgs.map((m) => encodeVscMessage(m, order)));
+  return concatBytes(msgs.map((m) => encodeVscMessage(m, order)));
 }
 
 /** Valid mini-header messages of the main channel: PING, INIT, CHANNELS_LIST, NOTIFY, ... */
@@ -168,7 +159,7 @@ export function validSmartcardFrames(rng: Rng): Uint8Array[] {
 
 /** One piece of post-link misbehaviour for a mini-header channel. */
 export function hostileChannelBytes(rng: Rng, valid: Uint8Array[], floodMax = 1000): Uint8Array {
-  const whole = concat(valid);
+  const whole = concatBytes(valid);
   switch (rng.int(8)) {
     case 0:
       return rng.bytes(rng.int(512));
@@ -176,26 +167,26 @@ export function hostileChannelBytes(rng: Rng, valid: Uint8Array[], floodMax = 10
     case 2:
       return mutate(rng, whole);
     case 3: // wrong size on one frame
-      return concat([whole, mini(rng.int(120), rng.bytes(rng.int(8))).map((x, i) => (i === 2 ? rng.int(256) : x))]);
+      return concatBytes([whole, mini(rng.int(120), rng.bytes(rng.int(8))).map((x, i) => (i === 2 ? rng.int(256) : x))]);
     case 4: { // huge announced length
       const h = new Uint8Array(6);
       const dv = new DataView(h.buffer);
       dv.setUint16(0, rng.pick([BaseMsg.PING, SmartcardMsg.DATA, MainMsg.INIT, 999]), true);
       dv.setUint32(2, rng.pick([0x01000001, 0x7fffffff, 0xffffffff, 0x00ffffff]), true);
-      return concat([whole, h, rng.bytes(rng.int(64))]);
+      return concatBytes([whole, h, rng.bytes(rng.int(64))]);
     }
     case 5: // truncated frame
       return whole.subarray(0, whole.byteLength === 0 ? 0 : rng.int(whole.byteLength));
     case 6: { // unknown message types
       const frames: Uint8Array[] = [];
       for (let i = 0; i < 1 + rng.int(10); i++) frames.push(mini(rng.int(0x10000), rng.bytes(rng.int(40))));
-      return concat([whole, ...frames]);
+      return concatBytes([whole, ...frames]);
     }
     default: { // PING flood
       const ping = mini(BaseMsg.PING, encodePing({ id: 7, timestamp: 9n }));
       const frames: Uint8Array[] = [whole];
       for (let i = 0; i < floodMax / 5 + rng.int((floodMax * 4) / 5); i++) frames.push(ping);
-      return concat(frames);
+      return concatBytes(frames);
     }
   }
 }
@@ -259,7 +250,7 @@ export async function startHostileSpiceServer(seed: number, planFor: (channelTyp
     };
     socket.on('data', (chunk: Buffer) => {
       if (stage === 'data') return; // whatever the client says now is ignored
-      buf = concat([buf, chunk]);
+      buf = concatBytes([buf, chunk]);
       if (stage === 'mess') {
         if (buf.byteLength < 16) return;
         const size = new DataView(buf.buffer, buf.byteOffset).getUint32(12, true);
@@ -278,7 +269,7 @@ export async function startHostileSpiceServer(seed: number, planFor: (channelTyp
             socket.end();
             return;
           case 'huge-size':
-            write(concat([encodeLinkHeader(rng.pick([0xffffffff, 0x7fffffff, 0x100000, 4096 + 1025])), rng.bytes(rng.int(256))]));
+            write(concatBytes([encodeLinkHeader(rng.pick([0xffffffff, 0x7fffffff, 0x100000, 4096 + 1025])), rng.bytes(rng.int(256))]));
             if (rng.int(2) === 0) socket.end();
             return;
           case 'mutated-reply':

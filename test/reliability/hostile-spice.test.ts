@@ -3,6 +3,7 @@
 // few hundred real sockets through SpiceSession and SpiceCardLink against a misbehaving server.
 // Nothing may escape but the documented errors; every session must end; memory must stay flat.
 // Reproduce a failure with HOSTILE_SEED=<seed printed in the failure>.
+import { concatBytes } from '../../spice/bytes.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ChannelType } from '../../spice/constants.js';
 import { ChannelCore } from '../../spice/channel-core.js';
@@ -19,7 +20,7 @@ import { SpiceCardLink } from '../../src/bridge/spice-card-link.js';
 import { ScriptedCard, SCRIPTED_ATR } from '../helpers/scripted-card.js';
 import {
   Rng,
-  concat,
+
   hostileChannelBytes,
   linkReplyBytes,
   mutate,
@@ -74,7 +75,7 @@ describe(`hostile SPICE peers (seed ${SEED})`, () => {
     const ok = Uint8Array.of(0, 0, 0, 0);
     withSeed('LinkHandshake', () => {
       for (let i = 0; i < 30_000; i++) {
-        const valid = concat([reply, ok, rng.bytes(rng.int(3) === 0 ? rng.int(40) : 0)]);
+        const valid = concatBytes([reply, ok, rng.bytes(rng.int(3) === 0 ? rng.int(40) : 0)]);
         const input = rng.int(10) === 0 ? rng.bytes(rng.int(600)) : mutate(rng, valid);
         const hs = new LinkHandshake({
           connectionId: 0,

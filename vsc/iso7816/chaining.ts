@@ -4,6 +4,7 @@
 
 import type { CommandApdu } from './apdu.js';
 import { SW, type StatusWord } from './status-words.js';
+import { concatBytes } from './tlv.js';
 
 /** Largest assembled command data; PIV's longest command body is a few hundred bytes. */
 export const DEFAULT_MAX_CHAIN_BYTES = 16 * 1024;
@@ -60,12 +61,7 @@ export class CommandChainAssembler {
       return { kind: 'continue' };
     }
     if (!continues) return { kind: 'complete', apdu };
-    const data = new Uint8Array(this.#size + apdu.data.length);
-    let offset = 0;
-    for (const part of [...this.#parts, apdu.data]) {
-      data.set(part, offset);
-      offset += part.length;
-    }
+    const data = concatBytes([...this.#parts, apdu.data]);
     this.reset();
     return { kind: 'complete', apdu: { ...apdu, cla: apdu.cla & ~CHAIN_BIT, data } };
   }

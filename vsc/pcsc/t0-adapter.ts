@@ -24,6 +24,7 @@ import { checkAtr } from '../codec.js';
 import { SHORT_MAX_NE, decodeClass, parseCommandApdu, type CommandApdu } from '../iso7816/apdu.js';
 import { GET_RESPONSE_INS, ResponseChainer, defaultChunkPolicy, type ResponseChunkPolicy } from '../iso7816/response-chaining.js';
 import { SW, statusWordOf, type StatusWord } from '../iso7816/status-words.js';
+import { concatBytes } from '../iso7816/tlv.js';
 import { parseAtr } from './atr.js';
 import type { CardProtocol } from './backend.js';
 
@@ -231,12 +232,6 @@ export class T0Adapter {
       parts.push(answer.data);
       total += answer.data.length;
     }
-    const data = new Uint8Array(total);
-    let offset = 0;
-    for (const part of parts) {
-      data.set(part, offset);
-      offset += part.length;
-    }
-    return { data, sw: answer.sw };
+    return { data: concatBytes(parts), sw: answer.sw };
   }
 }

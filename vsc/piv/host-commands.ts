@@ -5,7 +5,7 @@
 import { SHORT_MAX_NC, encodeCommandApdu, parseCommandApdu } from '../iso7816/apdu.js';
 import { GET_RESPONSE_INS } from '../iso7816/response-chaining.js';
 import { SW, statusWordOf, type StatusWord } from '../iso7816/status-words.js';
-import { encodeTag, encodeTlv } from '../iso7816/tlv.js';
+import { concatBytes, encodeTag, encodeTlv } from '../iso7816/tlv.js';
 import { AuthTemplateTag, PIV_AID, PIV_AID_TRUNCATED_LENGTH, PivIns, PivKeyReference, TAG_LIST_TAG } from './constants.js';
 import { padSecret } from './reference-data.js';
 
@@ -92,14 +92,7 @@ export async function exchange(transmit: Transmit, apdu: Uint8Array): Promise<Ca
     if (answer.sw >> 8 === 0x6c) answer = split(await transmit(Uint8Array.of(0x00, GET_RESPONSE_INS, 0x00, 0x00, answer.sw & 0xff)));
     parts.push(answer.data);
   }
-  const total = parts.reduce((n, p) => n + p.length, 0);
-  const data = new Uint8Array(total);
-  let offset = 0;
-  for (const part of parts) {
-    data.set(part, offset);
-    offset += part.length;
-  }
-  return { data, sw: answer.sw };
+  return { data: concatBytes(parts), sw: answer.sw };
 }
 
 /** Sends a chain; every link but the last must answer 9000. */
