@@ -112,7 +112,7 @@ export class SpiceCardLink extends EventEmitter<SpiceCardLinkEvents> {
     }
     // spice-server answers a second smartcard link into one session with OK and then EOF.
     const taken = this.forwarder.state === 'adding' || this.forwarder.state === 'idle';
-    this.closedWith = taken ? new SpiceError('channel-taken', takenSmartcardAdvice()) : (error ?? new SpiceError('network', 'The server closed the smartcard channel.'));
+    this.closedWith = taken ? new SpiceError('channel-taken', takenSmartcardAdvice()) : (error ?? new SpiceError('network', 'The server closed the smartcard channel: the VM stopped, or another client took over its SPICE session. Connect again once the VM is back.'));
     this.emit('closed', this.closedWith);
   }
 }

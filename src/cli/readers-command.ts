@@ -116,7 +116,8 @@ async function list(source: PcscSource, json: boolean, out: NodeJS.WritableStrea
   source.start();
   await source.ready();
   if (!source.serviceAvailable) {
-    const message = outage?.message ?? 'the PC/SC service is not reachable';
+    // A one-shot listing does not wait for the service to come back, whatever the notice says.
+    const message = (outage?.message ?? 'the PC/SC service is not reachable').replace(/; waiting for it to come back/, '');
     err.write(`spice-smartcard: ${message}\n`);
     if (json) out.write(`${JSON.stringify({ service: 'down', message, readers: [] }, null, 2)}\n`);
     return ExitCode.NETWORK;
