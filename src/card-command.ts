@@ -197,7 +197,7 @@ function checkSecret(kind: 'pin' | 'puk', value: string): string {
   return value;
 }
 
-interface NewSecrets {
+export interface NewSecrets {
   readonly pin: string;
   readonly puk: string;
 }
@@ -258,6 +258,72 @@ async function readAuthority(values: { 'ca-cert'?: string | undefined; 'ca-key'?
   return { certificate, privateKey };
 }
 
+export interface CreateSoftCardInput {
+  readonly path: string;
+  readonly subject: string;
+  readonly algorithm: KeyAlgorithmName;
+  readonly slots: readonly SlotName[];
+  readonly days: number;
+  readonly pin: string;
+  readonly puk: string;
+  readonly label?: string;
+  readonly issuer?: CertificateAuthority;
+}
+
+/**
+ * Makes a new soft card file with fresh keys and certificates: the core of `card create`, shared
+ * with the control API. The caller has checked that it may write `path`.
+ */
+export async function createSoftCardFile(input: CreateSoftCardInput): Promise<CardDocument> {
+  if (input.subject.trim() === '') throw new UsageError('the subject is empty: give one such as "CN=Jane Doe"');
+  if (input.slots.length === 0) throw new UsageError('no slot to fill');
+  checkSecret('pin', input.pin);
+  checkSecret('puk', input.puk);
+  const contents: SlotContent[] = [];
+  for (const slot of input.slots) {
+    const privateKey = await generatePrivateKey(input.algorithm);
+    contents.push({
+      slot,
+      privateKey,
+      certificate: await createCertificate({ subject: input.subject, privateKey, slot, days: input.days, ...(input.issuer !== undefined ? { issuer: input.issuer } : {}) }),
+    });
+  }
+  const document = await createCardDocument({ pin: input.pin, puk: input.puk, slots: contents, ...(input.label !== undefined ? { label: input.label } : {}) });
+  await new CardFileStore(input.path).save(document);
+  return document;
+}
+
+export interface ImportSoftCardInput {
+  readonly path: string;
+  readonly slot: SlotName;
+  readonly identity: ImportedIdentity;
+  /** The PIN of the existing card at `path`, asked only when there is one. */
+  readonly pinOfExisting: () => Promise<string>;
+  /** PIN and PUK of a new card, asked only when `path` does not exist yet. */
+  readonly newSecrets: () => Promise<NewSecrets>;
+  readonly label?: string;
+}
+
+/** Puts a key and certificate into a slot, creating the card if needed: the core of `card import`. */
+export async function importIntoSoftCard(input: ImportSoftCardInput): Promise<{ document: CardDocument; created: boolean }> {
+  const { path, slot, identity } = input;
+  if (await exists(path)) {
+    const vault = new CardVault(await readCardFile(path), new CardFileStore(path));
+    const pin = await input.pinOfExisting();
+    // An administrator's unlock on the host: not counted against the guest-visible retry counter.
+    if (!(await vault.check('pin', pin))) throw new UsageError(`wrong PIN for ${path}`);
+    await vault.installSlot(slot, identity.privateKey, identity.certificate);
+    vault.lock();
+    return { document: vault.document, created: false };
+  }
+  const secrets = await input.newSecrets();
+  checkSecret('pin', secrets.pin);
+  checkSecret('puk', secrets.puk);
+  const document = await createCardDocument({ ...secrets, slots: [{ slot, privateKey: identity.privateKey, certificate: identity.certificate }], ...(input.label !== undefined ? { label: input.label } : {}) });
+  await new CardFileStore(path).save(document);
+  return { document, created: true };
+}
+
 async function createCommand(args: string[], io: CardCommandIo): Promise<number> {
   const { values, path: given } = parse(args, CREATE_OPTIONS);
   if (values.help) {
@@ -274,14 +340,7 @@ async function createCommand(args: string[], io: CardCommandIo): Promise<number>
   if (!values.force && (await exists(path))) throw new UsageError(`${path} exists; use --force to replace it (its keys are lost)`);
   const issuer = await readAuthority(values, io);
   const secrets = await newCardSecrets(values, io);
-
-  const contents: SlotContent[] = [];
-  for (const slot of slots) {
-    const privateKey = await generatePrivateKey(algorithm);
-    contents.push({ slot, privateKey, certificate: await createCertificate({ subject, privateKey, slot, days, ...(issuer !== undefined ? { issuer } : {}) }) });
-  }
-  const document = await createCardDocument({ ...secrets, slots: contents, ...(values.label !== undefined ? { label: values.label } : {}) });
-  await new CardFileStore(path).save(document);
+  const document = await createSoftCardFile({ path, subject, algorithm, slots, days, ...secrets, ...(values.label !== undefined ? { label: values.label } : {}), ...(issuer !== undefined ? { issuer } : {}) });
   io.out(`Created ${path}.\n${describeCard(path, document)}`);
   return ExitCode.OK;
 }
@@ -311,21 +370,24 @@ async function importCommand(args: string[], io: CardCommandIo): Promise<number>
     identity = await readPemIdentity(await readInput(values.cert, 'the certificate'), await readInput(values.key, 'the key'), keyPassword(values['key-password-file'], io, `the key ${values.key}`));
   }
 
-  if (await exists(path)) {
-    const vault = new CardVault(await readCardFile(path), new CardFileStore(path));
+  const pinOfExisting = async (): Promise<string> => {
     const pin = await findSecret({ file: values['pin-file'], envName: 'SPICE_SMARTCARD_PIN', label: 'PIN' }, io, `PIN of ${path}: `);
     if (pin === undefined) throw new UsageError(`the PIN of ${path} is needed to seal the new key: give --pin-file FILE or SPICE_SMARTCARD_PIN`);
-    // An administrator's unlock on the host: not counted against the guest-visible retry counter.
-    if (!(await vault.check('pin', pin))) throw new UsageError(`wrong PIN for ${path}`);
-    await vault.installSlot(slot, identity.privateKey, identity.certificate);
-    vault.lock();
-    io.out(`Put the key and certificate into slot ${slot} of ${path}.\n${describeCard(path, vault.document)}`);
-  } else {
-    const secrets = await newCardSecrets(values, io);
-    const document = await createCardDocument({ ...secrets, slots: [{ slot, privateKey: identity.privateKey, certificate: identity.certificate }], ...(values.label !== undefined ? { label: values.label } : {}) });
-    await new CardFileStore(path).save(document);
-    io.out(`Created ${path} with the key in slot ${slot}.\n${describeCard(path, document)}`);
-  }
+    return pin;
+  };
+  const result = await importIntoSoftCard({
+    path,
+    slot,
+    identity,
+    pinOfExisting,
+    newSecrets: () => newCardSecrets(values, io),
+    ...(values.label !== undefined ? { label: values.label } : {}),
+  });
+  io.out(
+    result.created
+      ? `Created ${path} with the key in slot ${slot}.\n${describeCard(path, result.document)}`
+      : `Put the key and certificate into slot ${slot} of ${path}.\n${describeCard(path, result.document)}`,
+  );
   if (identity.others.length > 0) {
     io.err(`spice-smartcard: note: ${identity.others.length} other certificate(s) in the input (issuers) were not put on the card; install them in the guest's trust store if it needs them.\n`);
   }

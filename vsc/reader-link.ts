@@ -152,6 +152,9 @@ function sameBytes(a: Uint8Array, b: readonly number[]): boolean {
   return a.length === b.length && a.every((v, i) => v === b[i]);
 }
 
+/** How long CardRemove waits after a command in flight was failed (see #dropApdus). */
+export const CARD_REMOVE_GRACE_MS = 500;
+
 export class ReaderLink {
   readonly #mode: ReaderLinkMode;
   readonly #readerName: string;
@@ -173,6 +176,8 @@ export class ReaderLink {
   #rejectedGeneration = 0;
   #apdus: PendingApdu[] = [];
   #nextSeq = 1;
+  // Set when commands in flight were failed for a card change: CardRemove waits until then.
+  #cardRemoveNotBefore: number | undefined;
   #out: ReaderLinkAction[] = [];
 
   constructor(options: ReaderLinkOptions = {}) {
@@ -200,7 +205,10 @@ export class ReaderLink {
 
   /** When the in-flight control message times out (clock ms), if one is in flight. */
   get deadline(): number | undefined {
-    return this.#inFlight?.deadline;
+    const reply = this.#inFlight?.deadline;
+    const grace = this.#cardRemoveNotBefore;
+    if (grace === undefined) return reply;
+    return reply === undefined ? grace : Math.min(reply, grace);
   }
 
   get terminal(): boolean {
@@ -339,6 +347,11 @@ export class ReaderLink {
   /** Checks the reply deadline. Call it when `deadline` has passed (or periodically). */
   tick(nowMs: number = this.#now()): ReaderLinkAction[] {
     return this.#run(() => {
+      const grace = this.#cardRemoveNotBefore;
+      if (grace !== undefined && nowMs >= grace) {
+        this.#cardRemoveNotBefore = undefined;
+        this.#pump();
+      }
       const inFlight = this.#inFlight;
       if (inFlight === undefined || nowMs < inFlight.deadline) return;
       this.#inFlight = undefined;
@@ -507,7 +520,16 @@ export class ReaderLink {
     if (head !== undefined) this.#push({ kind: 'deliver-apdu', seq: head.seq, apdu: head.data });
   }
 
+  // QEMU's usb-ccid flushes a pending command's answer on CardRemove and then clears its bulk-in
+  // queue in the same call, so the guest would wait for that answer forever. So every pending
+  // command is failed first (QEMU answers it with a failed CCID status), and CardRemove waits
+  // CARD_REMOVE_GRACE_MS for the guest's USB polling to fetch that answer: sent together, both
+  // messages reach QEMU in one read and the answer is erased before the guest sees it.
   #dropApdus(): void {
+    if (this.#owned && this.#vmCard === 'present' && this.#apdus.length > 0) {
+      for (const _ of this.#apdus) this.#answerFailure();
+      this.#cardRemoveNotBefore = this.#now() + CARD_REMOVE_GRACE_MS;
+    }
     this.#apdus = [];
   }
 
@@ -562,6 +584,8 @@ export class ReaderLink {
   }
 
   #sendCardRemove(): void {
+    // tick() sends it once the grace after failing a command in flight is over.
+    if (this.#cardRemoveNotBefore !== undefined) return;
     this.#cardTransition('removing');
     this.#sendControl('card-remove', { type: VscMsgType.CardRemove, readerId: this.#readerIdForSend() });
   }

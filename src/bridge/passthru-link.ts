@@ -15,6 +15,12 @@ export type PassthruLinkEvents = {
 export interface PassthruEndpoint {
   host: string;
   port: number;
+  /** A Unix socket chardev (`-chardev socket,path=...`) instead of host:port. */
+  path?: string;
+}
+
+function describeEndpoint(endpoint: PassthruEndpoint): string {
+  return endpoint.path !== undefined ? `unix:${endpoint.path}` : `${endpoint.host}:${endpoint.port}`;
 }
 
 export function parseEndpoint(text: string): PassthruEndpoint | undefined {
@@ -42,9 +48,9 @@ export class PassthruLink extends EventEmitter<PassthruLinkEvents> {
   private closedWith: SpiceError | undefined | null = null;
 
   static open(endpoint: PassthruEndpoint, card: Card, options: PassthruLinkOptions = {}): Promise<PassthruLink> {
-    const where = `${endpoint.host}:${endpoint.port}`;
+    const where = describeEndpoint(endpoint);
     return new Promise((resolve, reject) => {
-      const socket = net.connect({ host: endpoint.host, port: endpoint.port });
+      const socket = endpoint.path !== undefined ? net.connect({ path: endpoint.path }) : net.connect({ host: endpoint.host, port: endpoint.port });
       const timer = setTimeout(() => {
         socket.destroy();
         reject(new SpiceError('network', `No answer from QEMU's smartcard socket ${where} within ${CONNECT_TIMEOUT_MS / 1000} s.`));
@@ -52,7 +58,7 @@ export class PassthruLink extends EventEmitter<PassthruLinkEvents> {
       socket.once('error', (e: NodeJS.ErrnoException) => {
         clearTimeout(timer);
         const what =
-          e.code === 'ECONNREFUSED'
+          e.code === 'ECONNREFUSED' || (e.code === 'ENOENT' && endpoint.path !== undefined)
             ? `Nothing is listening on ${where} (connection refused). Check the port of the VM's smartcard socket (<smartcard mode='passthrough' type='tcp'> <source mode='bind' .../>) and that the VM is running.`
             : `Could not connect to QEMU's smartcard socket ${where}: ${e.code ?? e.message}.`;
         reject(new SpiceError('network', what, { cause: e }));
@@ -95,7 +101,7 @@ export class PassthruLink extends EventEmitter<PassthruLinkEvents> {
   }
 
   get where(): string {
-    return `${this.endpoint.host}:${this.endpoint.port}`;
+    return describeEndpoint(this.endpoint);
   }
 
   get isOpen(): boolean {

@@ -5,12 +5,14 @@ import { SpiceError } from '../../spice/errors.js';
 import { ExitCode, UsageError, exitCodeFor, type ExitCodeNumber } from './exit-codes.js';
 import { runCard } from '../card-command.js';
 import { runConnect } from './connect-command.js';
+import { runControl } from './control-command.js';
 import { runDoctor } from './doctor-command.js';
 import { runOpen } from './open-command.js';
 import { runPassthru } from './passthru-command.js';
 import { runProbe } from './probe-command.js';
 import { runProxy } from './proxy-command.js';
 import { runReaders } from './readers-command.js';
+import { runServe } from './serve-command.js';
 import { runTrace } from './trace-command.js';
 
 const HELP = `spice-smartcard — put a smartcard into a virtual machine over SPICE
@@ -26,6 +28,10 @@ Usage:
       Relay your viewer's session on a loopback port and add the card to it (the viewer stays connected).
   spice-smartcard passthru HOST:PORT [HOST:PORT ...] [card per target] [--json-log]
       Forward cards straight to QEMU's smartcard sockets (libvirt mode='passthrough' type='tcp').
+  spice-smartcard serve [--config FILE] [--control HOST:PORT] [--log-format human|json] [options]
+      Run a headless bridge holding many sessions, from a config file and a control API (and web UI).
+  spice-smartcard control status|add|remove|start|stop|eject|insert|logs [options]
+      Drive a running serve through its control API (run "spice-smartcard control --help").
   spice-smartcard readers [--json] [--watch]
       List the PC/SC readers with their cards, ATRs and protocols; --watch follows changes.
   spice-smartcard doctor [<uri|file.vv>] [--json] [--no-session]
@@ -92,6 +98,10 @@ export async function main(argv: string[]): Promise<ExitCodeNumber> {
       return runDoctor(rest);
     case 'card':
       return (await runCard(rest)) as ExitCodeNumber;
+    case 'serve':
+      return runServe(rest);
+    case 'control':
+      return runControl(rest);
     default:
       throw new UsageError(`Unknown command "${command}". Run "spice-smartcard help" for the list.`);
   }

@@ -273,8 +273,10 @@ export const EVENT_TYPES: readonly EventType[] = ['session', 'session.removed', 
 
 /** WebSocket close codes the server uses (4000–4999 are the application's). */
 export const CONTROL_CLOSE = {
-  /** A message that is not msgpack, not a ClientMessage, or too large. */
+  /** A text frame, or a message that is not msgpack or has no readable id (one over the size limit closes with 1009). */
   protocolError: 4400,
+  /** The client left too many messages unread (it may reconnect and call status.get). */
+  tooSlow: 4408,
   /** The bridge is shutting down. */
   shuttingDown: 4503,
 } as const;

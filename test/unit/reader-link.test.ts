@@ -10,6 +10,7 @@ import {
   type LinkState,
   type ReaderLinkAction,
   type ReaderLinkOptions,
+  CARD_REMOVE_GRACE_MS,
 } from '../../vsc/reader-link.js';
 
 const hex = (s: string): Uint8Array => Uint8Array.from((s.match(/[0-9a-f]{2}/gi) ?? []).map((b) => parseInt(b, 16)));
@@ -180,7 +181,12 @@ describe('ReaderLink: the normal life of a reader (SPICE mode)', () => {
     const h = readyWithCard();
     h.receive(command('00 a4 04 00'));
     const stopping = h.stop();
-    expect(sends(stopping).map((m) => m.type)).toEqual([VscMsgType.CardRemove]);
+    // QEMU loses a pending answer on CardRemove: the command in flight is failed first, and
+    // CardRemove waits for the guest to fetch that answer.
+    expect(sends(stopping).map((m) => m.type)).toEqual([VscMsgType.Error]);
+    expect(h.link.deadline).toBe(h.now + CARD_REMOVE_GRACE_MS);
+    expect(sends(h.tick(h.now + CARD_REMOVE_GRACE_MS - 1))).toEqual([]);
+    expect(sends(h.tick(h.now + CARD_REMOVE_GRACE_MS)).map((m) => m.type)).toEqual([VscMsgType.CardRemove]);
     expect(sends(h.answer(1, hex('90 00')))).toEqual([]); // the answer is stale now
     expect(sends(h.receive(ack())).map((m) => m.type)).toEqual([VscMsgType.ReaderRemove]);
     expect(kinds(h.receive(ack()))).toEqual(['reader-removed', 'state:stopped']);
@@ -359,11 +365,16 @@ describe('ReaderLink: the server refuses the reader', () => {
 });
 
 describe('ReaderLink: card removed while an APDU is in flight', () => {
-  it('sends CardRemove, never an answer for the flushed command, and drops the late answer', () => {
+  it('fails the command in flight (QEMU would lose its answer), sends CardRemove, and drops the late answer', () => {
     const h = readyWithCard();
     expect(delivered(h.receive(command('00 b0 00 00')))).toEqual([{ seq: 1, apdu: '00 b0 00 00' }]);
     const removed = h.remove();
-    expect(sends(removed).map((m) => m.type)).toEqual([VscMsgType.CardRemove]);
+    expect(sends(removed)).toEqual([{ type: VscMsgType.Error, readerId: 0, code: 1 }]);
+    // A command crossing the delay is failed at once, never delivered to a card that is gone.
+    const crossing = h.receive(command('00 b0 00 01'));
+    expect(sends(crossing)).toEqual([{ type: VscMsgType.Error, readerId: 0, code: 1 }]);
+    expect(delivered(crossing)).toEqual([]);
+    expect(sends(h.tick(h.now + CARD_REMOVE_GRACE_MS))).toEqual([{ type: VscMsgType.CardRemove, readerId: 0 }]);
     expect(kinds(h.answer(1, hex('90 00')))).toEqual(['warning:stale-answer']);
     expect(kinds(h.fail(1))).toEqual(['warning:stale-answer']);
     h.receive(ack());
@@ -374,14 +385,15 @@ describe('ReaderLink: card removed while an APDU is in flight', () => {
     expect(delivered(h.receive(command('00 c0 00 00 10')))).toEqual([{ seq: 2, apdu: '00 c0 00 00 10' }]);
     expect(sends(h.answer(1, hex('de ad 90 00')))).toEqual([]);
     expect(sends(h.answer(2, hex('61 00')))).toEqual([{ type: VscMsgType.Apdu, readerId: 0, data: hex('61 00') }]);
-    expect(h.wire.filter((m) => m.type === VscMsgType.Apdu || m.type === VscMsgType.Error)).toHaveLength(1);
+    expect(h.wire.filter((m) => m.type === VscMsgType.Apdu || m.type === VscMsgType.Error)).toHaveLength(3);
   });
 
   it('a card reset with an APDU in flight also drops the stale answer', () => {
     const h = readyWithCard();
     h.receive(command('00 b0 00 00'));
-    expect(sends(h.insert(CAC_ATR)).map((m) => m.type)).toEqual([VscMsgType.CardRemove]);
+    expect(sends(h.insert(CAC_ATR)).map((m) => m.type)).toEqual([VscMsgType.Error]);
     expect(sends(h.answer(1, hex('90 00')))).toEqual([]);
+    expect(sends(h.tick(h.now + CARD_REMOVE_GRACE_MS)).map((m) => m.type)).toEqual([VscMsgType.CardRemove]);
   });
 
   it('answers a command crossing our CardRemove with an immediate error', () => {
@@ -755,7 +767,11 @@ describe('ReaderLink: random event sequences against a fake VM', () => {
         if (toVm.length > 0) deliverToVm();
         else if (vm.toClient.length > 0) deliverToClient();
         else if (cardWork.length > 0) cardAnswers();
-        else return;
+        else if (h.link.deadline !== undefined && h.link.deadline <= h.now + CARD_REMOVE_GRACE_MS) {
+          // A CardRemove held back after failing a command in flight goes out once time passes.
+          h.now += CARD_REMOVE_GRACE_MS;
+          apply(h.tick());
+        } else return;
       }
       throw new Error('did not settle');
     };

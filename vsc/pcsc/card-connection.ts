@@ -64,14 +64,19 @@ export class CardConnection {
    */
   async transmit(apdu: Uint8Array, maxResponse: number): Promise<Uint8Array> {
     if (this.#closed) throw new PcscError('the card connection is closed', undefined, 'card-gone');
+    let response: Uint8Array;
     try {
-      return await withSharingRetries(() => this.reader.transmit(apdu, this.#protocol, maxResponse), this.options);
+      response = await withSharingRetries(() => this.reader.transmit(apdu, this.#protocol, maxResponse), this.options);
     } catch (error) {
       const e = toPcscError(error);
       if (e.kind !== 'reset') throw e;
       await this.#reconnect();
       throw new CardResetError(this.reader.name);
     }
+    // Every card answer ends in SW1 SW2. pcscd reports success with an empty answer when the card
+    // leaves mid-command (seen with vpcd): that is the card gone, not a card answering badly.
+    if (response.length < 2) throw new PcscError(`the card in "${this.reader.name}" gave no answer (removed during the command?)`, undefined, 'card-gone');
+    return response;
   }
 
   /** Disconnects leaving the card powered and as it is. Never rejects. */
