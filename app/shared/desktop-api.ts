@@ -1,0 +1,21 @@
+// What the preload script adds to the page in the desktop app: only what a browser cannot do. The
+// page talks to the bridge over the control API like any browser client; this is the rest.
+
+/** A .vv file the user picked in the native dialog; its content goes to `session.add` as `vv`. */
+export interface PickedVvFile {
+  fileName: string;
+  content: string;
+  /** The file asked for delete-this-file=1 and was removed after reading. */
+  deleted: boolean;
+}
+
+export interface DesktopApi {
+  readonly kind: 'electron';
+  /** Native open dialog for a .vv file; undefined when the user cancels. */
+  pickVvFile(): Promise<PickedVvFile | undefined>;
+  /** Starts the SPICE viewer on a proxy session's loopback address; resolves to an error message or undefined. */
+  launchViewer(sessionName: string): Promise<string | undefined>;
+}
+
+/** The name under which the preload exposes the API on `window`. */
+export const DESKTOP_API_KEY = 'spiceSmartcardDesktop';
