@@ -264,7 +264,12 @@ export async function startControlServer(options: ControlServerOptions): Promise
     hosts: options.allowRemote ? undefined : new Set(['127.0.0.1', 'localhost', '[::1]'].map((h) => `${h}:${port}`)),
     acceptHostOrigin: options.allowRemote === true,
   };
-  const wsSelf = ['127.0.0.1', 'localhost', '[::1]', ...extraHosts].map((h) => `ws://${h}:${port}`).join(' ');
+  // CSP host sources cannot name an IPv6 literal (Chromium drops `ws://[::1]:PORT` as invalid);
+  // 'self' already covers a page loaded from one, in browsers that follow CSP 3.
+  const wsSelf = ['127.0.0.1', 'localhost', ...extraHosts]
+    .filter((h) => !h.startsWith('['))
+    .map((h) => `ws://${h}:${port}`)
+    .join(' ');
   baseHeaders = {
     'Content-Security-Policy': `default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; connect-src 'self' ${wsSelf}; base-uri 'none'; form-action 'none'; frame-ancestors 'none'`,
     'X-Content-Type-Options': 'nosniff',
