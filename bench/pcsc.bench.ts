@@ -6,6 +6,7 @@ import { createPcscSource, openReaderCard } from '../vsc/pcsc/index.js';
 import { pcscRigUnavailable, RIG_READERS, startPcscRig } from '../test/helpers/pcsc-rig.js';
 import { ScriptedCard } from '../test/helpers/scripted-card.js';
 import { VpcdCard } from '../test/helpers/vpcd-card.js';
+import { writeBenchJson, type BenchRow } from './results.js';
 
 const ROUNDS = Number(process.env.PCSC_BENCH_ROUNDS ?? 2000);
 const T1_ATR = Uint8Array.from([0x3b, 0xfd, 0x13, 0x00, 0x00, 0x81, 0x31, 0xfe, 0x15, 0x80, 0x73, 0xc0, 0x21, 0xc0, 0x57, 0x59, 0x75, 0x62, 0x69, 0x4b, 0x65, 0x79, 0x40]);
@@ -14,10 +15,13 @@ function quantile(sorted: number[], q: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? Number.NaN;
 }
 
+const rows: BenchRow[] = [];
+
 function row(label: string, samples: number[]): { median: number; p99: number } {
   const sorted = [...samples].sort((a, b) => a - b);
   const median = quantile(sorted, 0.5);
   const p99 = quantile(sorted, 0.99);
+  rows.push({ label: `PC/SC: ${label}`, median, p99, n: samples.length, unit: 'ms' });
   process.stdout.write(`${label.padEnd(58)} median ${(median * 1000).toFixed(1).padStart(8)} µs   p99 ${(p99 * 1000).toFixed(1).padStart(8)} µs\n`);
   return { median, p99 };
 }
@@ -77,6 +81,7 @@ async function main(): Promise<void> {
     process.stdout.write(`${'added by the bridge, medians / p99s'.padEnd(58)} ${((b.median - r.median) * 1000).toFixed(1).padStart(15)} µs ${((b.p99 - r.p99) * 1000).toFixed(1).padStart(12)} µs\n`);
     row('raw PC/SC transmit, Le=00 (256 bytes)', rawCase4);
     row('guest: command without Le + GET RESPONSE (256 bytes)', bridgedCase4);
+    writeBenchJson('pcsc', { rows });
   } finally {
     vcard.remove();
     await card.close();

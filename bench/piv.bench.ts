@@ -8,6 +8,9 @@ import { exchange, exchangeChain, generalAuthenticateApdus, getDataApdu, verifyP
 import type { SlotName } from '../vsc/soft-card/algorithms.js';
 import { createCertificate } from '../vsc/soft-card/certificates.js';
 import { createMemoryCard } from '../vsc/soft-card/memory-card.js';
+import { writeBenchJson, type BenchRow } from './results.js';
+
+const rows: BenchRow[] = [];
 
 const SECONDS = Number(process.env['BENCH_SECONDS'] ?? '1');
 
@@ -26,6 +29,7 @@ async function measure(label: string, unit: string, body: () => Promise<number>)
   const perSecond = (n: number): string => Math.round(n / elapsed).toLocaleString('en-US');
   const extra = count !== operations ? ` (${perSecond(operations)} ${unit}/s)` : '';
   console.log(`${label.padEnd(54)} ${perSecond(count).padStart(9)} ${count !== operations ? 'APDUs' : unit}/s${extra}`);
+  rows.push({ label: `soft PIV: ${label}`, value: operations / elapsed, unit: `${unit}/s` });
 }
 
 async function main(): Promise<void> {
@@ -78,6 +82,7 @@ async function main(): Promise<void> {
   const ecdh = generalAuthenticateApdus(0x14, 0x9d, peer.generateKeys(), 'exponentiation');
   await measure('ECDH P-384, 9D', 'agreements', () => counted(() => exchangeChain(transmit, ecdh)));
   await card.close();
+  writeBenchJson('piv', { rows });
 }
 
 await main();

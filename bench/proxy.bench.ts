@@ -9,6 +9,7 @@ import { createTransport } from '../spice/transport.js';
 import { Credentials } from '../src/proxy/credentials.js';
 import { ProxyServer } from '../src/proxy/proxy-server.js';
 import { startScriptedSpiceServer, type ScriptedLink } from '../test/helpers/viewer.js';
+import { writeBenchJson, type BenchRow } from './results.js';
 
 const STREAM_BYTES = 256 * 1024 * 1024;
 const ECHO_ROUNDS = 3000;
@@ -160,5 +161,14 @@ for (const p of [50, 90]) {
   const v = pct(proxyLink, p);
   row(`channel link p${p} (${LINK_ROUNDS}x)`, `${d.toFixed(2)} ms`, `${v.toFixed(2)} ms`, `+${(v - d).toFixed(2)} ms (proxy RSA key + decrypt + encrypt)`);
 }
+const rows: BenchRow[] = [
+  { label: 'proxy: display stream, direct', value: directTp.mbps, unit: 'MB/s' },
+  { label: 'proxy: display stream, via proxy', value: proxyTp.mbps, unit: 'MB/s' },
+  { label: 'proxy: echo round trip, direct', median: pct(directEcho, 50), p99: pct(directEcho, 99), n: directEcho.length, unit: 'ms' },
+  { label: 'proxy: echo round trip, via proxy', median: pct(proxyEcho, 50), p99: pct(proxyEcho, 99), n: proxyEcho.length, unit: 'ms' },
+  { label: 'proxy: channel link, direct', median: pct(directLink, 50), n: directLink.length, unit: 'ms' },
+  { label: 'proxy: channel link, via proxy', median: pct(proxyLink, 50), n: proxyLink.length, unit: 'ms' },
+];
+writeBenchJson('proxy', { rows });
 await proxy.close();
 await server.close();

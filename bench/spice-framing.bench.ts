@@ -5,8 +5,12 @@ import { encodeFrame, FrameParser } from '../spice/frame-parser.js';
 import { decodeVscMessage, encodeVscMessage } from '../vsc/codec.js';
 import { VscMsgType } from '../vsc/constants.js';
 import { ReaderLink } from '../vsc/reader-link.js';
+import { writeBenchJson, type BenchRow } from './results.js';
+
+const rows: BenchRow[] = [];
 
 function rate(label: string, n: number, ms: number, unit: string): void {
+  rows.push({ label, value: n / (ms / 1000), unit: `${unit}/s` });
   process.stdout.write(`${label.padEnd(52)} ${(n / (ms / 1000)).toFixed(0).padStart(12)} ${unit}/s   (${n} in ${ms.toFixed(0)} ms)\n`);
 }
 
@@ -61,3 +65,5 @@ const linkMs = time(() => {
 });
 rate('reader link: command decoded, answered, encoded', answered, linkMs, 'APDU');
 process.stdout.write(`${'reader link: time per APDU'.padEnd(52)} ${((linkMs * 1000) / answered).toFixed(2).padStart(12)} µs\n`);
+rows.push({ label: 'reader link: time per APDU', value: (linkMs * 1000) / answered, unit: 'µs' });
+writeBenchJson('spice-framing', { rows });
