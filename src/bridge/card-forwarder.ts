@@ -174,15 +174,16 @@ export class CardForwarder extends EventEmitter<ForwarderEvents> {
         this.stats.count++;
         this.stats.cardMs += ms;
         const sw = response.byteLength >= 2 ? (response[response.byteLength - 2]! << 8) | response[response.byteLength - 1]! : undefined;
-        this.emit('apdu', { seq, ins, sw, ms, failed: false });
+        // The answer goes out first: listeners (a --json-log line, counters) are not on the guest's path.
         this.apply(this.link.apduAnswered(seq, response));
+        this.emit('apdu', { seq, ins, sw, ms, failed: false });
       },
       (error: unknown) => {
         const ms = performance.now() - started;
         this.stats.count++;
         this.stats.failed++;
-        this.emit('apdu', { seq, ins, sw: undefined, ms, failed: true });
         this.apply(this.link.apduFailed(seq, error instanceof Error ? error.message : String(error)));
+        this.emit('apdu', { seq, ins, sw: undefined, ms, failed: true });
       },
     );
   }
