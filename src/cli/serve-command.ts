@@ -11,6 +11,7 @@ import { isLoopbackHost, ListenAddressError, parseListenAddress } from '../proxy
 import { emptyServeConfig, LOG_FORMATS, LOG_LEVELS, loadServeConfig, ServeConfigError, type LogFormat, type ServeConfig } from '../serve/config-file.js';
 import { ServeLogger } from '../serve/logger.js';
 import type { ServeLog } from '../serve/serve-log.js';
+import { ReloadQueue } from '../serve/reload-queue.js';
 import { ServeStartError, startServe, type RunningServe } from '../serve/serve.js';
 import { ExitCode, UsageError, type ExitCodeNumber } from './exit-codes.js';
 import { parseCommandArgs } from './options.js';
@@ -135,12 +136,11 @@ export async function runServe(args: string[]): Promise<ExitCodeNumber> {
   // they have (a stop still removes every card and reader; a SIGHUP still reloads).
   const stopRequested = untilSignalOr(new Promise<never>(() => undefined));
   let started: RunningServe | undefined;
-  let reloading: Promise<void> = Promise.resolve();
-  const onHangup = (): void => {
-    reloading = reloading
-      .then(() => (started === undefined ? undefined : reload(configFile, config, started, log, say, levelFlag)))
-      .catch((e: unknown) => say.log('error', `SIGHUP: the reload failed (${e instanceof Error ? e.message : String(e)}); the sessions are as they were left.`));
-  };
+  const reloads = new ReloadQueue(
+    () => (started === undefined ? Promise.resolve() : reload(configFile, config, started, log, say, levelFlag)),
+    (e: unknown) => say.log('error', `SIGHUP: the reload failed (${e instanceof Error ? e.message : String(e)}); the sessions are as they were left.`),
+  );
+  const onHangup = (): void => reloads.request();
   process.on('SIGHUP', onHangup);
   try {
     try {
@@ -168,10 +168,11 @@ export async function runServe(args: string[]): Promise<ExitCodeNumber> {
         : `Web UI at ${running.url}#token=TOKEN, with the token from ${connectionFile}.`,
     );
     if (configFile === undefined) say.log('info', 'No --config: sessions are added through the control API.');
+    reloads.start();
 
     const reason = await stopRequested;
     say.log('info', `${reason.kind === 'signal' ? reason.signal : 'Stop'}: stopping the sessions and removing their cards and readers from the VMs…`);
-    await reloading;
+    await reloads.idle();
     await running.close();
     say.log('info', 'Stopped.');
   } finally {

@@ -14,6 +14,7 @@ import { checkHost, checkUpgrade, ownOrigins, type GuardConfig, type Refusal } f
 import { validateClientMessage } from './validate.js';
 
 export const CONTROL_PATH = '/control';
+const REFUSAL_LOG_INTERVAL_MS = 10_000;
 
 export interface ControlServerOptions {
   service: ControlService;
@@ -78,6 +79,14 @@ function refuse(socket: Duplex, refusal: Refusal): void {
   setTimeout(() => socket.destroy(), 1000).unref();
 }
 
+/** Error text can quote what the client sent (a path, a key): kept well under the message limit. */
+const MAX_ERROR_TEXT = 4096;
+
+function shortened(body: ControlErrorBody): ControlErrorBody {
+  const cut = (text: string): string => (text.length > MAX_ERROR_TEXT ? `${text.slice(0, MAX_ERROR_TEXT)}…` : text);
+  return { code: body.code, message: cut(body.message), ...(body.path !== undefined ? { path: cut(body.path) } : {}) };
+}
+
 function toBytes(data: RawData): Uint8Array {
   if (Array.isArray(data)) return Buffer.concat(data);
   if (data instanceof ArrayBuffer) return new Uint8Array(data);
@@ -135,9 +144,11 @@ export async function startControlServer(options: ControlServerOptions): Promise
   const sendBytes = (client: Client, bytes: Uint8Array): void => {
     if (client.ws.readyState !== WebSocket.OPEN) return;
     if (client.ws.bufferedAmount > maxBuffered) {
-      log?.log('warn', 'A control client stopped reading its messages; closing its connection.');
+      // Closing first takes the client out of OPEN: the log line is itself a log event sent to every
+      // client, and must not come back here for this one (a recursion that flooded the log).
       client.ws.close(CONTROL_CLOSE.tooSlow, 'Too many unread messages: read them as they come.');
       setTimeout(() => client.ws.terminate(), 1000).unref();
+      log?.log('warn', 'A control client stopped reading its messages; closing its connection.');
       return;
     }
     client.ws.send(bytes, { binary: true });
@@ -149,7 +160,7 @@ export async function startControlServer(options: ControlServerOptions): Promise
   };
 
   const reply = (client: Client, id: number, body: ControlErrorBody): void => {
-    send(client, { kind: 'error', id, error: body });
+    send(client, { kind: 'error', id, error: shortened(body) });
   };
 
   const onMessage = (client: Client, data: RawData, isBinary: boolean): void => {
@@ -225,6 +236,22 @@ export async function startControlServer(options: ControlServerOptions): Promise
     for (const client of clients) sendBytes(client, bytes);
   };
 
+  // Any local user can knock without the token: one line per interval, so knocking cannot push the
+  // bridge's own lines out of the log kept for clients, nor flood every client with log events.
+  let lastRefusalLogged: number | undefined;
+  let refusalsUnlogged = 0;
+  const noteRefusal = (refusal: Refusal): void => {
+    const now = Date.now();
+    if (lastRefusalLogged !== undefined && now - lastRefusalLogged < REFUSAL_LOG_INTERVAL_MS) {
+      refusalsUnlogged++;
+      return;
+    }
+    const more = refusalsUnlogged > 0 ? ` (and ${refusalsUnlogged} more refused since the last such line)` : '';
+    lastRefusalLogged = now;
+    refusalsUnlogged = 0;
+    log?.log('warn', `Refused a control connection (${refusal.status}): ${refusal.reason}${more}`);
+  };
+
   httpServer.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     socket.on('error', () => socket.destroy());
     const pathname = (req.url ?? '/').split('?')[0];
@@ -232,7 +259,7 @@ export async function startControlServer(options: ControlServerOptions): Promise
     if (pathname !== CONTROL_PATH) return refuse(socket, { status: 404, reason: `The control WebSocket is at ${CONTROL_PATH}.` });
     const refusal = checkUpgrade(req, guard);
     if (refusal) {
-      log?.log('warn', `Refused a control connection (${refusal.status}): ${refusal.reason}`);
+      noteRefusal(refusal);
       return refuse(socket, refusal);
     }
     wss.handleUpgrade(req, socket, head, (ws) => wss.emit('connection', ws, req));
@@ -256,13 +283,18 @@ export async function startControlServer(options: ControlServerOptions): Promise
   const address = httpServer.address() as AddressInfo;
   const port = address.port;
   const boundHost = hostForUrl(address.address);
-  const extraHosts = options.allowRemote && !isLoopbackHost(address.address) ? [boundHost] : [];
+  // Any other bound address (127.0.0.2, a remote one) is a name clients use too: the connection file's
+  // URL names it, so a Host or Origin naming it is this server's own.
+  const loopbackNames = ['127.0.0.1', 'localhost', '[::1]'];
+  const remote = options.allowRemote === true && !isLoopbackHost(address.address);
+  const extraHosts = loopbackNames.includes(boundHost) ? [] : [boundHost];
   const origins = new Set([...ownOrigins(port, extraHosts), ...(options.allowedOrigins ?? []).map((o) => o.toLowerCase().replace(/\/+$/, ''))]);
   guard = {
     token: options.token,
     origins,
-    hosts: options.allowRemote ? undefined : new Set(['127.0.0.1', 'localhost', '[::1]'].map((h) => `${h}:${port}`)),
-    acceptHostOrigin: options.allowRemote === true,
+    // allowRemote permits a remote bind; a loopback bind keeps its DNS-rebinding guard all the same.
+    hosts: remote ? undefined : new Set([...loopbackNames, ...extraHosts].map((h) => `${h}:${port}`)),
+    acceptHostOrigin: remote,
   };
   // CSP host sources cannot name an IPv6 literal (Chromium drops `ws://[::1]:PORT` as invalid);
   // 'self' already covers a page loaded from one, in browsers that follow CSP 3.

@@ -39,6 +39,13 @@ export function quoteShort(value: unknown): string {
   return JSON.stringify(value.length > 32 ? `${value.slice(0, 32)}…` : value);
 }
 
+/**
+ * Longest string a spec field takes. Each is echoed in every status (twice: target and spec) and in
+ * log lines, so one huge value would push status.get and log.tail over the control API's message
+ * limit and leave every client unable to see, or remove, the session.
+ */
+export const MAX_STRING_LENGTH = 4096;
+
 export class IssueList {
   readonly issues: SpecIssue[] = [];
 
@@ -67,6 +74,10 @@ export class IssueList {
     }
     if (value.includes('\0')) {
       this.add(path, `must not contain a NUL character`);
+      return undefined;
+    }
+    if (value.length > MAX_STRING_LENGTH) {
+      this.add(path, `is ${value.length} characters long; at most ${MAX_STRING_LENGTH} (the longest path a system takes)`);
       return undefined;
     }
     return value;

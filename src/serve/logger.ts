@@ -54,6 +54,10 @@ export class ServeLogger implements ServeLog {
     if (secret.length >= MIN_REDACTED_LENGTH) this.secrets.add(secret);
   }
 
+  scrub(text: string): string {
+    return this.clean(text);
+  }
+
   log(level: LogLevel, message: string, session?: string): void {
     if (!this.enabled(level)) return;
     const line: LogLine = { time: this.now(), level, message: this.clean(message) };

@@ -4,4 +4,10 @@ import type { LogLevel } from '../control/schema.js';
 
 export interface ServeLog {
   log(level: LogLevel, message: string, session?: string): void;
+  /** Whether a line of this level is written at all (the bridge keeps and sends only those). */
+  enabled?(level: LogLevel): boolean;
+  /** Never lets `secret` reach a line from now on (second line of defence; see ServeLogger). */
+  redact?(secret: string): void;
+  /** The text as this log would write it (secrets blanked, controls escaped), for copies kept elsewhere. */
+  scrub?(text: string): string;
 }

@@ -156,10 +156,11 @@ export async function startServe(options: ServeOptions): Promise<RunningServe> {
     const existing = new Set(bridge.snapshot().sessions.map((s) => s.name));
     for (const spec of next.sessions) {
       const before = managed.get(spec.name);
-      if (before !== undefined && isDeepStrictEqual(before, spec)) continue;
+      // A config session removed through the API since is not "unchanged": the config brings it back.
+      if (before !== undefined && isDeepStrictEqual(before, spec) && existing.has(spec.name)) continue;
       // A changed session, or one of the same name added through the API: the config's spec wins.
       if (existing.has(spec.name)) await remove(spec.name);
-      if (await add(spec, summary)) (before !== undefined || existing.has(spec.name) ? summary.changed : summary.added).push(spec.name);
+      if (await add(spec, summary)) (existing.has(spec.name) ? summary.changed : summary.added).push(spec.name);
     }
     managed = new Map([...managed].filter(([name]) => wanted.has(name)));
     return summary;

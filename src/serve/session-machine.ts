@@ -112,6 +112,9 @@ export class SessionMachine {
           return this.dial(false);
         }
         if (this.phaseValue === 'waiting') return [...this.cancelTimer(), ...this.dial(true)];
+        // A dial under way started without this password: its refusal would be blamed on a password it
+        // never sent (and fail the session for good), so it is abandoned for one that sends it.
+        if (this.link?.stage === 'dialing') return [...this.dropLink(true), ...this.dial(false)];
         return [];
       case 'relink': {
         if (this.link === undefined) return [];

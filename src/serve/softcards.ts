@@ -1,7 +1,7 @@
 // The control API's soft-card requests (softcard.show/create/import): the same code as
 // `spice-smartcard card show/create/import`, with secrets from the request params only, never logged.
 // Relative paths live under the bridge's card directory and cannot climb out of it.
-import { access, mkdir } from 'node:fs/promises';
+import { access, mkdir, stat } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { isAbsolute, join, relative, resolve } from 'node:path';
 import type { RequestParams, SoftCardInfo } from '../control/schema.js';
@@ -30,6 +30,25 @@ export function resolveCardPath(path: string, directory: string, field: string):
     throw new ControlError('invalid-params', `The card path "${path}" leaves the card directory; give a name inside it, or an absolute path.`, field);
   }
   return full;
+}
+
+/** A soft card file holds a few keys and certificates: kilobytes. */
+export const MAX_CARD_FILE_BYTES = 4 * 1024 * 1024;
+
+/**
+ * Refuses what is not a regular file of sensible size before anything reads it whole: a FIFO would
+ * hold the request forever, a device such as /dev/zero would fill the bridge's memory and take every
+ * session down with it. A missing file passes: the reader reports that with its own words.
+ */
+export async function checkRegularFile(path: string, maxBytes: number, what: string): Promise<void> {
+  let info;
+  try {
+    info = await stat(path);
+  } catch {
+    return;
+  }
+  if (!info.isFile()) throw new ControlError('failed', `${path} is not a regular file, so it cannot be ${what}.`, 'path');
+  if (info.size > maxBytes) throw new ControlError('failed', `${path} is ${info.size} bytes, more than ${what} ever is (${maxBytes}); is it the right file?`, 'path');
 }
 
 export function softCardInfo(path: string, document: CardDocument): SoftCardInfo {
@@ -77,6 +96,7 @@ export class SoftCardService {
 
   async show(params: RequestParams<'softcard.show'>): Promise<SoftCardInfo> {
     const path = this.resolve(params.path);
+    await checkRegularFile(path, MAX_CARD_FILE_BYTES, 'a soft card file');
     try {
       return softCardInfo(path, await readCardFile(path));
     } catch (e) {
@@ -111,6 +131,7 @@ export class SoftCardService {
 
   async import(params: RequestParams<'softcard.import'>): Promise<SoftCardInfo> {
     const path = this.resolve(params.path);
+    await checkRegularFile(path, MAX_CARD_FILE_BYTES, 'a soft card file');
     try {
       const identity = readPkcs12(params.p12, params.p12Password);
       await this.ensureDirectory(path);
