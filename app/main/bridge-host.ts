@@ -1,9 +1,12 @@
 // Runs the bridge in an Electron utility process, so a native crash in PC/SC takes down only that
-// process: it is started again (with a notice), and the window is pointed at its new address.
+// process: it is started again (with a notice), and the window is pointed at its new address. Each
+// start asks for the control port the last one had, so that address changes only when another
+// program took the port meanwhile.
 import { EventEmitter } from 'node:events';
 import { utilityProcess, type UtilityProcess } from 'electron';
 import type { RequestParams, RequestResult, RequestType } from '../../src/control/schema.js';
 import type { ControlEvent } from '../../src/control/service.js';
+import { bridgeArgs, isPreferredPort, type BridgeArgs } from '../bridge/bridge-args.js';
 import { isFromBridge, type FromBridge, type ToBridge } from '../shared/bridge-messages.js';
 
 export interface BridgeEndpoint {
@@ -11,10 +14,22 @@ export interface BridgeEndpoint {
   token: string;
 }
 
+/** The port of the bridge's http://127.0.0.1:PORT/ address; undefined for anything else (nothing to ask for again). */
+export function portOf(url: string): number | undefined {
+  try {
+    const parsed = new URL(url);
+    const port = Number(parsed.port);
+    return parsed.protocol === 'http:' && parsed.hostname === '127.0.0.1' && isPreferredPort(port) ? port : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 export interface BridgeHostOptions {
   /** The compiled app/bridge/utility-entry.js. */
   entry: string;
-  args?: string[];
+  /** What the utility process is started with; the port comes from `preferredPort`. */
+  args?: Omit<BridgeArgs, 'port'>;
   /** Wait before restart number `attempt` (1, 2, ...). Default: 1 s doubling up to 30 s. */
   restartDelayMs?: (attempt: number) => number;
   /** A process that ran this long without crashing resets the attempt count. Default 60 s. */
@@ -58,6 +73,11 @@ export class BridgeHost extends EventEmitter<BridgeHostEvents> {
   private restartTimer: NodeJS.Timeout | undefined;
   private nextId = 1;
   private readonly pending = new Map<number, Pending>();
+  /**
+   * The control port the next start asks for: main sets the one it kept from the last run, and every
+   * 'ready' replaces it with the port the bridge got (the same one, or a free one if it was taken).
+   */
+  preferredPort: number | undefined;
 
   constructor(private readonly options: BridgeHostOptions) {
     super();
@@ -73,7 +93,8 @@ export class BridgeHost extends EventEmitter<BridgeHostEvents> {
 
   start(): void {
     if (this.stopping || this.child !== undefined) return;
-    const child = utilityProcess.fork(this.options.entry, this.options.args ?? [], { serviceName: 'spice-smartcard bridge', stdio: 'inherit' });
+    const args = bridgeArgs({ version: 'unknown', ...this.options.args, ...(this.preferredPort !== undefined ? { port: this.preferredPort } : {}) });
+    const child = utilityProcess.fork(this.options.entry, args, { serviceName: 'spice-smartcard bridge', stdio: 'inherit' });
     this.child = child;
     this.startedAt = Date.now();
     child.on('message', (message: unknown) => this.onMessage(message));
@@ -120,6 +141,7 @@ export class BridgeHost extends EventEmitter<BridgeHostEvents> {
     const m: FromBridge = message;
     switch (m.kind) {
       case 'ready':
+        this.preferredPort = portOf(m.url) ?? this.preferredPort;
         this.endpointNow = { url: m.url, token: m.token };
         this.emit('ready', this.endpointNow);
         return;
@@ -155,7 +177,7 @@ export class BridgeHost extends EventEmitter<BridgeHostEvents> {
     const delay = (this.options.restartDelayMs ?? defaultRestartDelay)(this.crashes);
     this.emit(
       'notice',
-      `The bridge process stopped unexpectedly (exit code ${code}); its sessions ended and their cards left the VMs. Restarting it in ${Math.round(delay / 1000)} s; open your connections again once it is back.`,
+      `The bridge process stopped unexpectedly (exit code ${code}); its sessions ended and their cards left the VMs. Restarting it in ${Math.round(delay / 1000)} s; its sessions are added again then (a password you typed is asked for again).`,
     );
     this.restartTimer = setTimeout(() => this.start(), delay);
   }

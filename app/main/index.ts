@@ -2,8 +2,8 @@
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { app } from 'electron';
-import { bridgeArgs } from '../bridge/bridge-args.js';
 import { startDesktopApp } from './desktop-app.js';
+import { SETTINGS_FILE_NAME } from './settings.js';
 import { handleSquirrelEvent } from './squirrel.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -14,8 +14,9 @@ if (!handleSquirrelEvent(process.argv, process.platform, app)) {
     preload: join(here, '..', 'preload', 'preload.cjs'),
     bridge: {
       entry: join(here, '..', 'bridge', 'utility-entry.js'),
-      args: bridgeArgs({ version: app.getVersion(), cardDirectory: join(app.getPath('userData'), 'cards') }),
+      args: { version: app.getVersion(), cardDirectory: join(app.getPath('userData'), 'cards') },
     },
+    settingsFile: join(app.getPath('userData'), SETTINGS_FILE_NAME),
     trayIcons: {
       ok: join(icons, 'tray-ok.png'),
       busy: join(icons, 'tray-busy.png'),

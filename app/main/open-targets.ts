@@ -3,16 +3,14 @@
 import { constants } from 'node:fs';
 import { open, unlink } from 'node:fs/promises';
 import { basename } from 'node:path';
-import type { CardSourceSpec, RequestParams, SessionMode } from '../../src/control/schema.js';
+import type { RequestParams } from '../../src/control/schema.js';
+import type { OpenDefaults } from '../shared/desktop-api.js';
 import { sessionNameFor } from '../shared/session-name.js';
 import type { OpenTarget } from './targets.js';
 
 export const MAX_VV_BYTES = 1024 * 1024;
 
-export interface OpenDefaults {
-  mode: SessionMode;
-  card: CardSourceSpec;
-}
+export type { OpenDefaults };
 
 /** "With my viewer", forwarding the first PC/SC reader: what a user opening a portal's .vv expects. */
 export const DEFAULT_OPEN: OpenDefaults = { mode: 'proxy', card: { kind: 'reader', reader: '*' } };

@@ -8,6 +8,7 @@ import { ConnectView } from './connect-view.js';
 import { controlUrlFor, errorText, tokenFromFragment, type ControlLink } from './control-link.js';
 import { byId } from './dom.js';
 import { drawLog } from './log-view.js';
+import { OpenDefaultsView } from './open-defaults-view.js';
 import { drawReaders } from './readers-view.js';
 import { SessionsView } from './sessions-view.js';
 import { SoftCardsView } from './softcards-view.js';
@@ -54,6 +55,8 @@ function startViewerWhenListening(): void {
   }
 }
 new SoftCardsView(() => link);
+/** Electron only: a browser has no app to open files and links from the OS. */
+const openDefaultsView = desktop !== undefined ? new OpenDefaultsView(desktop, () => view.readers) : undefined;
 setupThemeToggle(byId('theme-toggle', HTMLButtonElement), localStorage);
 const logOnlyProblems = byId('log-problems-only', HTMLInputElement);
 logOnlyProblems.addEventListener('change', () => draw('log'));
@@ -70,6 +73,7 @@ function draw(change: ViewChange | 'all'): void {
   if (change === 'all' || change === 'readers') {
     drawReaders(byId('readers', HTMLElement), view.readers, view.pcsc);
     cardOptions(byId('card-source', HTMLSelectElement), view.readers);
+    openDefaultsView?.drawReaders();
   }
   if (change === 'all' || change === 'log') drawLog(byId('log', HTMLElement), view.log, logOnlyProblems.checked);
 }
@@ -119,7 +123,10 @@ async function start(): Promise<void> {
     draw('all');
   } catch (error) {
     // A browser cannot see why a WebSocket was refused: a stale token and a stopped bridge look alike.
-    bridgeState.textContent = `Cannot reach the bridge (${errorText(error)}). Retrying… If this goes on, the bridge has stopped or restarted with a new token: open the address it printed again.`;
+    bridgeState.textContent =
+      desktop !== undefined
+        ? `Cannot reach the bridge (${errorText(error)}). Retrying… When the app has restarted it, this page reloads by itself with your sessions.`
+        : `Cannot reach the bridge (${errorText(error)}). Retrying… If this goes on, the bridge has stopped or restarted with a new token: open the address it printed again.`;
     bridgeState.dataset['state'] = 'bad';
     setTimeout(() => void start(), RECONNECT_MS);
   }

@@ -1,5 +1,13 @@
 // What the preload script adds to the page in the desktop app: only what a browser cannot do. The
 // page talks to the bridge over the control API like any browser client; this is the rest.
+import type { CardSourceSpec } from '../../src/control/schema.js';
+
+/** How the app opens a .vv file or spice link handed over by the OS (a user setting kept by main). */
+export interface OpenDefaults {
+  mode: 'proxy' | 'connect';
+  /** demo, soft, reader or none: what a replay needs (a trace file) is not a default for any VM. */
+  card: CardSourceSpec;
+}
 
 /** A .vv file the user picked in the native dialog; its content goes to `session.add` as `vv`. */
 export interface PickedVvFile {
@@ -15,6 +23,10 @@ export interface DesktopApi {
   pickVvFile(): Promise<PickedVvFile | undefined>;
   /** Starts the SPICE viewer on a proxy session's loopback address; resolves to an error message or undefined. */
   launchViewer(sessionName: string): Promise<string | undefined>;
+  /** The saved "open with" defaults for files and links from the OS. */
+  getOpenDefaults(): Promise<OpenDefaults | undefined>;
+  /** Saves them; resolves to an error message or undefined. */
+  setOpenDefaults(defaults: OpenDefaults): Promise<string | undefined>;
 }
 
 /** The name under which the preload exposes the API on `window`. */

@@ -128,6 +128,12 @@ export interface SessionStatus {
   /** Restarts since serve started (reconnections after a failure). */
   reconnects: number;
   tracing: boolean;
+  /**
+   * The session's spec as the bridge runs it (current card; never a password), so a client can add it
+   * again. When a .vv was given as content, `spec.target` is the bridge's private copy of it (then it
+   * differs from `target`). Sent in status.get, session events and the session.add result.
+   */
+  spec?: SessionSpec;
 }
 
 export interface ReaderInfo {

@@ -28,7 +28,7 @@ import { ReplayCard } from '../trace/replay-card.js';
 import type { ServeLog } from './serve-log.js';
 import { validateSessionSpec } from './session-spec.js';
 import { SessionRunner } from './session-runner.js';
-import { defaultCardDirectory, SoftCardService } from './softcards.js';
+import { checkRegularFile, defaultCardDirectory, MAX_CARD_FILE_BYTES, SoftCardService } from './softcards.js';
 
 export interface ServeBridgeOptions {
   log: ServeLog;
@@ -42,6 +42,8 @@ export interface ServeBridgeOptions {
 }
 
 const DEFAULT_CLOSE_BOUND_MS = 20_000;
+/** A replayed trace is read whole into memory: bounded so that a wrong path cannot exhaust it. */
+const MAX_TRACE_FILE_BYTES = 256 * 1024 * 1024;
 
 /** A card source that never has a card: `card: { kind: 'none' }` adds the reader only. */
 function emptyCard(): Card {
@@ -126,7 +128,9 @@ export class ServeBridge implements ControlService {
       case 'session.password': {
         const p = params as RequestParams<'session.password'>;
         if (typeof p.password !== 'string' || p.password === '') throw new ControlError('invalid-params', 'The password is empty.', 'password');
-        return this.runner(p.name).setPassword(p.password);
+        const runner = this.runner(p.name);
+        this.redact(p.password);
+        return runner.setPassword(p.password);
       }
       case 'session.card':
         return this.changeCard(params as RequestParams<'session.card'>);
@@ -186,12 +190,15 @@ export class ServeBridge implements ControlService {
     const checked = validateSessionSpec(given, 'spec');
     if (!checked.ok) {
       const [first, ...rest] = checked.errors;
-      const more = rest.length > 0 ? ` (and ${rest.length} more: ${rest.map((e) => e.path).join(', ')})` : '';
+      // A few paths say enough; all of them could outgrow the largest message a client accepts.
+      const shown = rest.slice(0, 10).map((e) => e.path);
+      const more = rest.length > 0 ? ` (and ${rest.length} more: ${shown.join(', ')}${rest.length > shown.length ? ', …' : ''})` : '';
       throw new ControlError('invalid-params', `${first?.path ?? 'spec'}: ${first?.message ?? 'is not a session'}${more}`, first?.path ?? 'spec');
     }
     const spec = checked.spec;
     if (this.sessions.has(spec.name)) throw new ControlError('invalid-params', `A session named "${spec.name}" exists already; choose another name or remove it first.`, 'spec.name');
     if (password !== undefined && (typeof password !== 'string' || password === '')) throw new ControlError('invalid-params', 'The password is empty.', 'password');
+    if (password !== undefined) this.redact(password);
     if (spec.card.kind === 'soft') this.softcards.resolve(spec.card.path, 'spec.card.path');
     let runSpec = spec;
     let vvDir: string | undefined;
@@ -203,6 +210,12 @@ export class ServeBridge implements ControlService {
       await writeFile(file, vv, { mode: 0o600 });
       vvDir = dir;
       runSpec = { ...spec, target: file };
+    }
+    // close() may have begun while the .vv file was written: it took its list of sessions already, so
+    // a session added now would dial on (and keep its .vv copy, password and all) after the bridge closed.
+    if (this.closing !== undefined) {
+      if (vvDir !== undefined) await rm(vvDir, { recursive: true, force: true });
+      throw new ControlError('conflict', 'The bridge is shutting down.');
     }
     // Another add of the same name may have finished while the .vv file was written.
     if (this.sessions.has(spec.name)) {
@@ -222,7 +235,7 @@ export class ServeBridge implements ControlService {
     if (vvDir !== undefined) this.vvDirs.set(spec.name, vvDir);
     this.log('info', `session added (${spec.mode} ${spec.target})`, spec.name);
     if (spec.autostart !== false) runner.start();
-    const status = runner.status();
+    const status: SessionStatus = runner.status();
     this.emit({ type: 'session', data: { status } });
     return status;
   }
@@ -270,14 +283,18 @@ export class ServeBridge implements ControlService {
     switch (source.kind) {
       case 'demo':
         return loadSoftCard({ demo: true });
-      case 'soft':
-        return loadSoftCard({ softCardPath: this.softcards.resolve(source.path, 'card.path') });
+      case 'soft': {
+        const path = this.softcards.resolve(source.path, 'card.path');
+        await checkRegularFile(path, MAX_CARD_FILE_BYTES, 'a soft card file');
+        return loadSoftCard({ softCardPath: path });
+      }
       case 'reader': {
         const card = await openReaderCard(source.reader, this.pcsc !== undefined ? { source: this.pcsc } : {});
         card.on('notice', (n) => this.log(n.code === 'card-error' || n.code === 'card-unsupported' ? 'warn' : 'info', n.message, session));
         return card;
       }
       case 'replay':
+        await checkRegularFile(source.path, MAX_TRACE_FILE_BYTES, 'a trace file');
         return ReplayCard.fromFile(source.path, (text) => this.log('warn', text, session));
       case 'none':
         return emptyCard();
@@ -340,7 +357,10 @@ export class ServeBridge implements ControlService {
   }
 
   private log(level: LogLevel, message: string, session?: string): void {
-    const line: LogLine = { time: Date.now(), level, message, ...(session !== undefined ? { session } : {}) };
+    // The same lines as the log writes: debug lines below its level would crowd the 500 kept out.
+    if (!this.enabled(level)) return;
+    // log.tail and log events are copies of the log: they get its redaction too, not the raw text.
+    const line: LogLine = { time: Date.now(), level, message: this.scrub(message), ...(session !== undefined ? { session: this.scrub(session) } : {}) };
     this.lines.push(line);
     if (this.lines.length > CONTROL_LIMITS.logLinesKept) this.lines.splice(0, this.lines.length - CONTROL_LIMITS.logLinesKept);
     try {
@@ -349,6 +369,31 @@ export class ServeBridge implements ControlService {
       // A broken log sink must not take a session down.
     }
     this.emit({ type: 'log', data: { line } });
+  }
+
+  private enabled(level: LogLevel): boolean {
+    try {
+      return this.options.log.enabled?.(level) ?? true;
+    } catch {
+      return true;
+    }
+  }
+
+  private scrub(text: string): string {
+    try {
+      return this.options.log.scrub?.(text) ?? text;
+    } catch {
+      return text;
+    }
+  }
+
+  /** A password given through the API joins the secrets the log blanks out. */
+  private redact(secret: string): void {
+    try {
+      this.options.log.redact?.(secret);
+    } catch {
+      // Redaction is the second line of defence; the first is never logging a secret.
+    }
   }
 
   private emit(event: ControlEvent): void {

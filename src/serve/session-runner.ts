@@ -14,7 +14,7 @@ import { SessionCard, type LinkCard } from './session-card.js';
 import type { ConnectionSpec } from '../connection-spec.js';
 import { dialLink, sessionConnection, type DialContext, type LiveLink, type ProxyInfo } from './session-links.js';
 import { SessionMachine, type MachineAction, type MachineEvent } from './session-machine.js';
-import { SessionCardError } from './session-problems.js';
+import { SessionCardError, SessionConfigError } from './session-problems.js';
 
 export type SessionRunnerEvents = {
   status: [status: SessionStatus];
@@ -122,6 +122,8 @@ export class SessionRunner extends EventEmitter<SessionRunnerEvents> {
       ...(this.proxy !== undefined ? { proxy: { listen: this.proxy.listen, uri: this.proxy.uri, viewers: this.proxy.viewers(), linked: this.proxyLinked } } : {}),
       reconnects: m.reconnects,
       tracing: this.trace !== undefined,
+      // Every status carries the spec, so a client (the desktop app after a bridge crash) can re-add it.
+      spec,
     };
   }
 
@@ -274,6 +276,16 @@ export class SessionRunner extends EventEmitter<SessionRunnerEvents> {
           note: (level, text) => this.options.log(level, text),
         },
       });
+      if (this.closed) {
+        // Closed while dialling: send() is dead now, so no 'linked' event could ever close this link,
+        // and it would hold the VM's reader (or a proxy's port) with no session behind it.
+        this.slots.delete(dial);
+        void link
+          .stop()
+          .catch(() => undefined)
+          .finally(() => view.retire());
+        return;
+      }
       if (this.slots.get(dial) !== slot) {
         // The link went down before the dial returned, and the session has moved on.
         void link.drop().catch(() => undefined);
@@ -311,7 +323,8 @@ export class SessionRunner extends EventEmitter<SessionRunnerEvents> {
     try {
       fn();
     } catch (e) {
-      this.options.log('error', `internal error: ${e instanceof Error ? e.message : String(e)}`);
+      // A config error is the session's problem, reported with its phase; anything else is a bug.
+      if (!(e instanceof SessionConfigError)) this.options.log('error', `internal error: ${e instanceof Error ? e.message : String(e)}`);
       this.send({ kind: 'down', dial, error: e });
     }
   }
@@ -341,9 +354,25 @@ export class SessionRunner extends EventEmitter<SessionRunnerEvents> {
   private follow(dial: number, forwarder: CardForwarder): void {
     const current = (): boolean => this.machine.currentDial === dial;
     if (this.specValue.trace !== undefined) {
-      this.trace ??= new TraceRecorder({ path: this.specValue.trace, tool: toolVersion(), target: this.specValue.target, card: this.card?.name ?? describeSource(this.specValue.card), secrets: this.specValue.traceSecrets === true });
+      const path = this.specValue.trace;
+      try {
+        this.trace ??= new TraceRecorder({ path, tool: toolVersion(), target: this.specValue.target, card: this.card?.name ?? describeSource(this.specValue.card), secrets: this.specValue.traceSecrets === true });
+      } catch (e) {
+        // The session's own setting: retrying cannot make the file writable (guard() fails the link with it).
+        throw new SessionConfigError(`Cannot write the trace file ${path} (${(e as NodeJS.ErrnoException).code ?? (e instanceof Error ? e.message : String(e))}): fix trace or remove it.`);
+      }
       const trace = this.trace;
-      forwarder.on('vsc', (dir, message) => trace.record(dir, message));
+      forwarder.on('vsc', (dir, message) => {
+        if (this.trace !== trace) return;
+        try {
+          trace.record(dir, message);
+        } catch (e) {
+          // A full disk stops the trace, never the card: a throw here would reach the forwarder.
+          this.options.log('warn', `tracing stopped: cannot write ${path} (${(e as NodeJS.ErrnoException).code ?? (e instanceof Error ? e.message : String(e))})`);
+          this.closeTrace();
+          this.changed();
+        }
+      });
     }
     forwarder.on('reader-added', () => {
       if (!current()) return;
@@ -479,8 +508,13 @@ export class SessionRunner extends EventEmitter<SessionRunnerEvents> {
   }
 
   private closeTrace(): void {
-    this.trace?.close();
+    const trace = this.trace;
     this.trace = undefined;
+    try {
+      trace?.close();
+    } catch {
+      // The descriptor is released either way.
+    }
   }
 }
 

@@ -17,6 +17,7 @@ export const SAMPLE_STATUS: SessionStatus = {
   proxy: { listen: '127.0.0.1:5931', uri: 'spice://127.0.0.1:5931', viewers: 1, linked: true },
   reconnects: 1,
   tracing: false,
+  spec: { name: 'lab-vm', mode: 'connect', target: 'spice://127.0.0.1:5930', card: { kind: 'soft', path: '/tmp/alice.card' }, reconnect: { initialMs: 500 } },
 };
 
 const SOFTCARD: SoftCardInfo = {

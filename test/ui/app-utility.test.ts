@@ -1,6 +1,8 @@
 // The desktop app's bridge process (app/bridge/utility-entry.js, built) run under plain Node with a
 // stand-in for Electron's parentPort: it reports where its control server is, serves the web UI there,
-// carries out requests from main, forwards events, and on 'stop' closes everything and exits 0.
+// carries out requests from main, forwards events, and on 'stop' closes everything and exits 0. It
+// listens on the port main asks for, so the page's origin stays the same, and on a free one (saying so
+// in its log) when another program holds that port.
 import { fork, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -102,4 +104,100 @@ describe('the bridge utility process stopped while starting', () => {
     started.send({ kind: 'stop' });
     expect(await exited).toBe(0);
   });
+});
+
+/** One utility process under plain Node, with what it posted so far. */
+function launch(args: string[]) {
+  const child = fork(ENTRY, args, { execArgv: ['--import', SHIM], serialization: 'advanced', stdio: ['ignore', 'ignore', 'pipe', 'ipc'] });
+  const received: FromBridge[] = [];
+  const waiters: Array<() => void> = [];
+  child.on('message', (message) => {
+    received.push(message as FromBridge);
+    for (const w of waiters.splice(0)) w();
+  });
+  child.on('exit', () => {
+    for (const w of waiters.splice(0)) w();
+  });
+  const next = async <K extends FromBridge['kind']>(kind: K, match: (m: Extract<FromBridge, { kind: K }>) => boolean = () => true): Promise<Extract<FromBridge, { kind: K }>> => {
+    for (;;) {
+      const found = received.find((m): m is Extract<FromBridge, { kind: K }> => m.kind === kind && match(m as Extract<FromBridge, { kind: K }>));
+      if (found !== undefined) return found;
+      if (child.exitCode !== null || child.signalCode !== null) throw new Error(`the utility process exited (${child.exitCode ?? child.signalCode}) before posting '${kind}': ${JSON.stringify(received)}`);
+      await new Promise<void>((resolve) => waiters.push(resolve));
+    }
+  };
+  const stop = async (): Promise<number | null> => {
+    if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    child.send({ kind: 'stop' });
+    return exited;
+  };
+  return { child, next, stop };
+}
+
+const portOfUrl = (url: string): number => Number(new URL(url).port);
+
+describe('the bridge utility process and the port main asks for', () => {
+  const launched: Array<ReturnType<typeof launch>> = [];
+  afterAll(() => {
+    for (const { child } of launched) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  });
+  const start = (args: string[]) => {
+    const bridge = launch(args);
+    launched.push(bridge);
+    return bridge;
+  };
+
+  let port = 0;
+
+  it('listens on the port the last run had, once that run is gone (the page keeps its origin)', async () => {
+    const first = start(['--version', 'port-first']);
+    const before = await first.next('ready');
+    port = portOfUrl(before.url);
+    // A page that was connected leaves the port with closed connections behind; it is free all the same.
+    expect((await fetch(before.url)).status).toBe(200);
+    expect(await first.stop()).toBe(0);
+
+    const again = start(['--version', 'port-again', '--port', String(port)]);
+    const after = await again.next('ready');
+    expect(after.url).toBe(before.url);
+    expect(after.token).not.toBe(before.token);
+    expect((await fetch(after.url)).status).toBe(200);
+    expect(await warnings(again, 'is taken')).toEqual([]);
+  });
+
+  it('listens on a free port when another program holds that one, and says so in its log', async () => {
+    // The bridge from the case before still holds `port`.
+    expect(port).toBeGreaterThan(0);
+    const other = start(['--version', 'port-taken', '--port', String(port)]);
+    const ready = await other.next('ready');
+    expect(ready.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/$/);
+    expect(portOfUrl(ready.url)).not.toBe(port);
+    const page = await fetch(ready.url);
+    expect(page.status).toBe(200);
+    expect(await page.text()).toContain('<title>spice-smartcard</title>');
+    const said = await warnings(other, 'is taken');
+    expect(said).toHaveLength(1);
+    expect(said[0]).toContain(`127.0.0.1:${port}`);
+    expect(said[0]).toContain(`127.0.0.1:${portOfUrl(ready.url)} instead`);
+    expect(said[0]).toContain('recent connections');
+    for (const bridge of launched) expect(await bridge.stop()).toBe(0);
+  });
+
+  it('ignores a port that is not one it could ask for, and starts on a free one', async () => {
+    const bridge = start(['--version', 'port-bad', '--port', '80; echo']);
+    const ready = await bridge.next('ready');
+    expect(ready.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/$/);
+    expect(await warnings(bridge, 'is taken')).toEqual([]);
+    expect(await bridge.stop()).toBe(0);
+  });
+
+  let requestId = 100;
+  async function warnings(bridge: ReturnType<typeof launch>, containing: string): Promise<string[]> {
+    const id = requestId++;
+    bridge.child.send({ kind: 'request', id, type: 'log.tail', params: {} });
+    const tail = await bridge.next('result', (m) => m.id === id);
+    const lines = tail.type === 'log.tail' ? tail.result.lines : [];
+    return lines.filter((l) => l.level === 'warn' && l.message.includes(containing)).map((l) => l.message);
+  }
 });

@@ -17,7 +17,7 @@ const { default: forgeConfig, VV_MIME_TYPE } = await import('../../forge.config.
 const { rewriteImports } = await import('../../app/tools/build-ui.js');
 const { DESKTOP_API_KEY } = await import('../../app/shared/desktop-api.js');
 const { IPC } = await import('../../app/shared/ipc.js');
-const { handleSquirrelEvent } = await import('../../app/main/squirrel.js');
+const { handleSquirrelEvent, VV_PROG_ID } = await import('../../app/main/squirrel.js');
 const { asksToBeDeleted, readVv, VvReadError } = await import('../../app/main/open-targets.js');
 const { viewerUriProblem } = await import('../../app/main/viewer.js');
 const { uiDirectory } = await import('../../src/control/ui-files.js');
@@ -102,7 +102,7 @@ describe('web UI build step', () => {
 });
 
 describe('preload', () => {
-  it('exposes only pickVvFile and launchViewer under the agreed key and channels', async () => {
+  it('exposes only its four functions under the agreed key and channels', async () => {
     // Run it as Electron runs a sandboxed preload: CommonJS with a require that knows only 'electron'.
     const exposed = { key: '', api: undefined as unknown, invoked: [] as unknown[][] };
     const electron = {
@@ -129,37 +129,106 @@ describe('preload', () => {
     new Function('require', 'module', 'exports', outputText)(sandboxRequire, module, module.exports);
     expect(exposed.key).toBe(DESKTOP_API_KEY);
     const api = exposed.api as Record<string, unknown>;
-    expect(Object.keys(api).sort()).toEqual(['kind', 'launchViewer', 'pickVvFile']);
+    expect(Object.keys(api).sort()).toEqual(['getOpenDefaults', 'kind', 'launchViewer', 'pickVvFile', 'setOpenDefaults']);
     await (api['pickVvFile'] as () => Promise<unknown>)();
     await (api['launchViewer'] as (name: unknown) => Promise<unknown>)({ toString: () => 'vm1' });
-    expect(exposed.invoked).toEqual([[IPC.pickVv], [IPC.launchViewer, 'vm1']]);
+    await (api['getOpenDefaults'] as () => Promise<unknown>)();
+    const defaults = { mode: 'connect', card: { kind: 'demo' } };
+    await (api['setOpenDefaults'] as (d: unknown) => Promise<unknown>)(defaults);
+    expect(exposed.invoked).toEqual([[IPC.pickVv], [IPC.launchViewer, 'vm1'], [IPC.getOpenDefaults], [IPC.setOpenDefaults, defaults]]);
   });
 });
 
 describe('Squirrel events', () => {
-  const fakeApp = () => {
+  const EXE = 'C:\\Users\\Ann Lee\\AppData\\Local\\spice_smartcard\\app-1.0.0\\spice-smartcard.exe';
+  const CLASSES = 'HKCU\\Software\\Classes';
+  /** Records Electron's scheme calls and every reg.exe command, in order; `query` answers what reg.exe would print. */
+  const fakeApp = (query: { code: number; stdout: string } = { code: 1, stdout: '' }) => {
     const calls: string[] = [];
+    const reg: string[][] = [];
+    let quit!: () => void;
+    const quitted = new Promise<void>((resolve) => (quit = resolve));
     return {
       calls,
-      setAsDefaultProtocolClient: (s: string) => (calls.push(`set ${s}`), true),
-      removeAsDefaultProtocolClient: (s: string) => (calls.push(`remove ${s}`), true),
-      quit: () => void calls.push('quit'),
+      reg,
+      quitted,
+      app: {
+        setAsDefaultProtocolClient: (s: string) => (calls.push(`set ${s}`), true),
+        removeAsDefaultProtocolClient: (s: string) => (calls.push(`remove ${s}`), true),
+        quit: () => {
+          calls.push('quit');
+          quit();
+        },
+      },
+      deps: {
+        exePath: EXE,
+        reg: (args: readonly string[]) => {
+          reg.push([...args]);
+          calls.push(`reg ${args[0]}`);
+          return Promise.resolve(args[0] === 'query' ? query : { code: 0, stdout: '' });
+        },
+      },
     };
   };
 
-  it('registers the schemes on install, removes them on uninstall, and exits', () => {
+  const REGISTER = [
+    ['add', `${CLASSES}\\spice-smartcard.vv`, '/ve', '/d', 'SPICE connection file', '/f'],
+    ['add', `${CLASSES}\\spice-smartcard.vv\\DefaultIcon`, '/ve', '/d', `"${EXE}",0`, '/f'],
+    ['add', `${CLASSES}\\spice-smartcard.vv\\shell\\open\\command`, '/ve', '/d', `"${EXE}" "%1"`, '/f'],
+    ['add', `${CLASSES}\\.vv`, '/ve', '/d', 'spice-smartcard.vv', '/f'],
+    ['add', `${CLASSES}\\.vv`, '/v', 'Content Type', '/d', 'application/x-virt-viewer', '/f'],
+    ['add', `${CLASSES}\\.vv\\OpenWithProgids`, '/v', 'spice-smartcard.vv', '/t', 'REG_NONE', '/f'],
+  ];
+
+  it('registers the schemes and the .vv type under HKCU on install and update, then exits', async () => {
+    expect(VV_PROG_ID).toBe('spice-smartcard.vv');
+    for (const event of ['--squirrel-install', '--squirrel-updated']) {
+      const a = fakeApp();
+      expect(handleSquirrelEvent(['app.exe', event, '1.0.0'], 'win32', a.app, a.deps)).toBe(true);
+      await a.quitted;
+      expect(a.reg).toEqual(REGISTER);
+      expect(a.calls).toEqual(['set spice', 'set spice+tls', ...REGISTER.map(() => 'reg add'), 'quit']);
+    }
+  });
+
+  it('removes the schemes, the ProgID and its OpenWithProgids entry on uninstall; the type default only while it is ours', async () => {
+    const ours = fakeApp({ code: 0, stdout: `\r\n${CLASSES.replace('HKCU', 'HKEY_CURRENT_USER')}\\.vv\r\n    (Default)    REG_SZ    spice-smartcard.vv\r\n\r\n` });
+    expect(handleSquirrelEvent(['app.exe', '--squirrel-uninstall', '1.0.0'], 'win32', ours.app, ours.deps)).toBe(true);
+    await ours.quitted;
+    const removal = [
+      ['delete', `${CLASSES}\\spice-smartcard.vv`, '/f'],
+      ['delete', `${CLASSES}\\.vv\\OpenWithProgids`, '/v', 'spice-smartcard.vv', '/f'],
+      ['query', `${CLASSES}\\.vv`, '/ve'],
+    ];
+    expect(ours.reg).toEqual([...removal, ['delete', `${CLASSES}\\.vv`, '/ve', '/f']]);
+    expect(ours.calls.slice(0, 2)).toEqual(['remove spice', 'remove spice+tls']);
+    expect(ours.calls.at(-1)).toBe('quit');
+
+    // virt-viewer took .vv since: its default stays.
+    const theirs = fakeApp({ code: 0, stdout: '\r\nHKEY_CURRENT_USER\\Software\\Classes\\.vv\r\n    (Default)    REG_SZ    VirtViewer.vv\r\n' });
+    handleSquirrelEvent(['app.exe', '--squirrel-uninstall'], 'win32', theirs.app, theirs.deps);
+    await theirs.quitted;
+    expect(theirs.reg).toEqual(removal);
+  });
+
+  it('still exits when reg.exe fails', async () => {
     const a = fakeApp();
-    expect(handleSquirrelEvent(['app.exe', '--squirrel-install', '1.0'], 'win32', a)).toBe(true);
+    a.deps.reg = () => Promise.reject(new Error('reg.exe not found'));
+    expect(handleSquirrelEvent(['app.exe', '--squirrel-install'], 'win32', a.app, a.deps)).toBe(true);
+    await a.quitted;
     expect(a.calls).toEqual(['set spice', 'set spice+tls', 'quit']);
-    const b = fakeApp();
-    expect(handleSquirrelEvent(['app.exe', '--squirrel-uninstall'], 'win32', b)).toBe(true);
-    expect(b.calls).toEqual(['remove spice', 'remove spice+tls', 'quit']);
   });
 
   it('is not a Squirrel event elsewhere, or on first run', () => {
-    expect(handleSquirrelEvent(['app', '--squirrel-install'], 'linux', fakeApp())).toBe(false);
-    expect(handleSquirrelEvent(['app.exe', '--squirrel-firstrun'], 'win32', fakeApp())).toBe(false);
-    expect(handleSquirrelEvent(['app.exe', 'a.vv'], 'win32', fakeApp())).toBe(false);
+    for (const [argv, platform] of [
+      [['app', '--squirrel-install'], 'linux'],
+      [['app.exe', '--squirrel-firstrun'], 'win32'],
+      [['app.exe', 'a.vv'], 'win32'],
+    ] as const) {
+      const a = fakeApp();
+      expect(handleSquirrelEvent(argv, platform, a.app, a.deps)).toBe(false);
+      expect(a.calls).toEqual([]);
+    }
   });
 });
 
