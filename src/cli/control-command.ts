@@ -8,7 +8,7 @@ import { parse as parseToml } from 'smol-toml';
 import { ControlClientError, ControlConnectionError, type ControlClient } from '../control/client.js';
 import { connectFromConnectionFile } from '../control/node-client.js';
 import type { BridgeSnapshot, LogLine, SessionStatus } from '../control/schema.js';
-import { ConnectionFileError, defaultConnectionFilePath } from '../control/token.js';
+import { ConnectionFileError, defaultConnectionFilePath, readConnectionFile } from '../control/token.js';
 import { ExitCode, UsageError, type ExitCodeNumber } from './exit-codes.js';
 import { parseCommandArgs } from './options.js';
 import { untilSignalOr } from './run-until-stopped.js';
@@ -24,6 +24,8 @@ Drives a running "spice-smartcard serve" through its control API.
   start NAME | stop NAME       start or stop a session
   eject NAME | insert NAME     take the soft card out of the VM's reader, or put it back
   logs [--lines N] [--follow]  the bridge's last log lines; --follow prints new ones until Ctrl-C
+  ui                           the web UI's address with the token, to open in a browser on this
+                               machine (it holds the token: do not share or paste it elsewhere)
 
   --connection-file PATH  the file serve wrote (default $XDG_RUNTIME_DIR/spice-smartcard/control.json)
   --json                  print the API's answer as JSON (logs --follow: one line per log line)
@@ -132,7 +134,7 @@ export async function runControl(args: string[], io: ControlIo = {}): Promise<Ex
     out(`${CONTROL_HELP}\n`);
     return values.help || sub === 'help' ? ExitCode.OK : ExitCode.USAGE;
   }
-  const known = ['status', 'add', 'remove', 'start', 'stop', 'eject', 'insert', 'logs'];
+  const known = ['status', 'add', 'remove', 'start', 'stop', 'eject', 'insert', 'logs', 'ui'];
   if (!known.includes(sub)) throw new UsageError(`Unknown control command "${sub}": use one of ${known.join(', ')}.`);
   if (sub !== 'add' && (values['spec-file'] !== undefined || values['password-file'] !== undefined)) throw new UsageError('--spec-file and --password-file go with "control add".');
   if (sub !== 'logs' && (values.follow || values.lines !== undefined)) throw new UsageError('--lines and --follow go with "control logs".');
@@ -145,10 +147,25 @@ export async function runControl(args: string[], io: ControlIo = {}): Promise<Ex
     if (values['password-file'] !== undefined) addParams.password = readPassword(values['password-file']);
   }
   const name = ['remove', 'start', 'stop', 'eject', 'insert'].includes(sub) ? oneName(rest, sub) : undefined;
-  if ((sub === 'status' || sub === 'logs') && rest.length > 0) throw new UsageError(`control ${sub} takes no arguments.`);
+  if ((sub === 'status' || sub === 'logs' || sub === 'ui') && rest.length > 0) throw new UsageError(`control ${sub} takes no arguments.`);
   const lines = parseLines(values.lines);
 
   const file = values['connection-file'] ?? defaultConnectionFilePath();
+  const print0 = (text: string): void => out(`${text}\n`);
+  if (sub === 'ui') {
+    // serve never prints its token (logs end up in journals); the user who can read the 0600 file
+    // asks for it here. The token goes in the fragment, which browsers never send to the server.
+    try {
+      const info = readConnectionFile(file);
+      const url = `${info.url}#token=${info.token}`;
+      print0(values.json ? JSON.stringify({ url }) : url);
+      return ExitCode.OK;
+    } catch (e) {
+      if (!(e instanceof ConnectionFileError)) throw e;
+      err(`spice-smartcard: ${e.message}\n`);
+      return e.reason === 'permissions' ? ExitCode.AUTH : ExitCode.NETWORK;
+    }
+  }
   let client: ControlClient;
   try {
     client = await connectFromConnectionFile(file);

@@ -165,7 +165,7 @@ export async function runServe(args: string[]): Promise<ExitCodeNumber> {
       'info',
       uiDirectory() === undefined
         ? 'The web UI is not built (npm run build builds it); the control API works without it.'
-        : `Web UI at ${running.url}#token=TOKEN, with the token from ${connectionFile}.`,
+        : `Web UI at ${running.url} ("spice-smartcard control ui${connectionFile === defaultConnectionFilePath() ? '' : ` --connection-file ${connectionFile}`}" prints its address with the token).`,
     );
     if (configFile === undefined) say.log('info', 'No --config: sessions are added through the control API.');
     reloads.start();

@@ -49,6 +49,17 @@ describe('spice-smartcard control', () => {
     expect((JSON.parse(json.stdout) as BridgeSnapshot).sessions).toEqual([]);
   });
 
+  it('ui prints the address with the token in the fragment, which opens the control API', async () => {
+    const r = await control('ui');
+    expect(r.code).toBe(0);
+    expect(r.stdout.trim()).toBe(`${server.url}#token=${token}`);
+    const json = await control('ui', '--json');
+    expect(JSON.parse(json.stdout)).toEqual({ url: `${server.url}#token=${token}` });
+    const missing = await runCli(['control', 'ui', '--connection-file', join(dir, 'nowhere.json')]);
+    expect(missing.code).toBe(3);
+    expect(missing.stderr).toMatch(/is "spice-smartcard serve" running\?/);
+  });
+
   it('add, start, stop, eject, logs and remove a session', async () => {
     const spec = join(dir, 'lab.json');
     await writeFile(spec, JSON.stringify({ name: 'lab', mode: 'connect', target: `spice://127.0.0.1:${deadPort}`, card: { kind: 'demo' }, autostart: false }));
