@@ -88,7 +88,7 @@ const config: ForgeConfig = {
       ['linux'],
     ),
     new MakerZIP({}, ['linux', 'darwin', 'win32']),
-    // Squirrel has no file-association settings: the app registers its URL schemes itself on
+    // Squirrel has no file-association settings: the app registers its URL schemes and .vv itself on
     // --squirrel-install (app/main/squirrel.ts).
     new MakerSquirrel({ name: 'spice_smartcard', setupIcon: 'app/assets/icon.ico' }, ['win32']),
     new MakerDMG({ format: 'ULFO', icon: 'app/assets/icon.icns' }, ['darwin']),
