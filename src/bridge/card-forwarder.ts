@@ -42,6 +42,15 @@ export interface CardForwarderOptions {
 
 const STOP_BOUND_MS = 12_000;
 
+/** A card that can answer some commands without a promise (the soft card: SoftCard.transmitNow). */
+interface ImmediateCard extends Card {
+  transmitNow(apdu: Uint8Array): Uint8Array | Promise<Uint8Array>;
+}
+
+function answersAtOnce(card: Card): card is ImmediateCard {
+  return typeof (card as Partial<ImmediateCard>).transmitNow === 'function';
+}
+
 export class CardForwarder extends EventEmitter<ForwarderEvents> {
   readonly stats: ApduStats = { count: 0, failed: 0, cardMs: 0 };
   private readonly link: ReaderLink;
@@ -51,6 +60,8 @@ export class CardForwarder extends EventEmitter<ForwarderEvents> {
   private readonly onInserted = (atr: Uint8Array): void => this.apply(this.link.cardInserted(atr));
   private readonly onRemoved = (): void => this.apply(this.link.cardRemoved());
   private started = false;
+  private readonly immediate: { seq: number; ins: number; started: number; response: Uint8Array }[] = [];
+  private draining = false;
 
   constructor(options: CardForwarderOptions) {
     super();
@@ -149,7 +160,38 @@ export class CardForwarder extends EventEmitter<ForwarderEvents> {
           break;
       }
     }
+    if (!this.draining) this.drainImmediate();
     this.armTimer();
+  }
+
+  // Answers the card gave at once go through the link like ones that came back later, one after the
+  // other from the outermost caller: each command's answer and 'apdu' event come before the next
+  // command is answered (and the stack does not grow with the VM's queue).
+  private drainImmediate(): void {
+    if (this.immediate.length === 0) return;
+    this.draining = true;
+    try {
+      for (let next = this.immediate.shift(); next !== undefined; next = this.immediate.shift()) this.answered(next.seq, next.ins, next.started, next.response);
+    } finally {
+      this.draining = false;
+    }
+  }
+
+  /** Applies an answer's actions and then its event, before any command it released is answered. */
+  private settle(actions: ReaderLinkAction[], event: ForwarderEvents['apdu'][0]): void {
+    const outermost = !this.draining;
+    this.draining = true;
+    try {
+      // The answer goes out first: listeners (a --json-log line, counters) are not on the guest's path.
+      this.apply(actions);
+    } finally {
+      this.draining = !outermost;
+    }
+    this.emit('apdu', event);
+    if (outermost) {
+      this.drainImmediate();
+      this.armTimer();
+    }
   }
 
   private armTimer(): void {
@@ -168,23 +210,34 @@ export class CardForwarder extends EventEmitter<ForwarderEvents> {
     const ins = apdu[1] ?? 0;
     // The link owns the bytes only until it returns; the card may answer later.
     const command = apdu.slice();
-    this.card.transmit(command).then(
-      (response) => {
-        const ms = performance.now() - started;
-        this.stats.count++;
-        this.stats.cardMs += ms;
-        const sw = response.byteLength >= 2 ? (response[response.byteLength - 2]! << 8) | response[response.byteLength - 1]! : undefined;
-        // The answer goes out first: listeners (a --json-log line, counters) are not on the guest's path.
-        this.apply(this.link.apduAnswered(seq, response));
-        this.emit('apdu', { seq, ins, sw, ms, failed: false });
-      },
+    const card = this.card;
+    let answer: Uint8Array | Promise<Uint8Array>;
+    try {
+      answer = answersAtOnce(card) ? card.transmitNow(command) : card.transmit(command);
+    } catch (error) {
+      answer = Promise.reject(error);
+    }
+    if (answer instanceof Uint8Array) {
+      // Sent once the actions that asked for it are all applied, in the order a later answer would be.
+      this.immediate.push({ seq, ins, started, response: answer });
+      return;
+    }
+    answer.then(
+      (response) => this.answered(seq, ins, started, response),
       (error: unknown) => {
         const ms = performance.now() - started;
         this.stats.count++;
         this.stats.failed++;
-        this.apply(this.link.apduFailed(seq, error instanceof Error ? error.message : String(error)));
-        this.emit('apdu', { seq, ins, sw: undefined, ms, failed: true });
+        this.settle(this.link.apduFailed(seq, error instanceof Error ? error.message : String(error)), { seq, ins, sw: undefined, ms, failed: true });
       },
     );
+  }
+
+  private answered(seq: number, ins: number, started: number, response: Uint8Array): void {
+    const ms = performance.now() - started;
+    this.stats.count++;
+    this.stats.cardMs += ms;
+    const sw = response.byteLength >= 2 ? (response[response.byteLength - 2]! << 8) | response[response.byteLength - 1]! : undefined;
+    this.settle(this.link.apduAnswered(seq, response), { seq, ins, sw, ms, failed: false });
   }
 }

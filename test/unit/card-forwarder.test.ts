@@ -3,6 +3,8 @@ import { describe, expect, it, vi } from 'vitest';
 import type { VscMessage } from '../../vsc/codec.js';
 import { VscMsgType as T } from '../../vsc/constants.js';
 import { CardForwarder } from '../../src/bridge/card-forwarder.js';
+import { getDataApdu, verifyPinApdu } from '../../vsc/piv/host-commands.js';
+import { createDemoCard, DEMO_CARD_PIN } from '../../vsc/soft-card/demo-card.js';
 import { ScriptedCard, SCRIPTED_ATR } from '../helpers/scripted-card.js';
 
 function setup(card = new ScriptedCard(), replyTimeoutMs?: number) {
@@ -31,6 +33,34 @@ describe('CardForwarder', () => {
     expect(sent[2]).toMatchObject({ type: T.Apdu, readerId: 0, data: Uint8Array.of(0, 1, 0x90, 0) });
     expect(events).toEqual(['reader-added', 'card-inserted']);
     expect(f.stats.count).toBe(1);
+  });
+
+  it('answers commands a soft card answers at once and ones it answers later in the order the VM sent them', async () => {
+    const card = await createDemoCard();
+    const sent: VscMessage[] = [];
+    const f = new CardForwarder({ card, mode: 'spice', send: (m) => sent.push(m) });
+    const ack = (): void => f.receive({ type: T.Error, readerId: 0, code: 0 });
+    const seqs: Array<[number, number]> = [];
+    f.on('apdu', (e) => seqs.push([e.seq, e.ins]));
+    f.start();
+    ack();
+    ack();
+    // Queued in the link before any answer: a read, a VERIFY (scrypt: answered later), a read.
+    f.receive({ type: T.Apdu, readerId: 0, data: getDataApdu(0x5fc102) });
+    expect(sent).toHaveLength(3); // the first read was answered inside receive()
+    f.receive({ type: T.Apdu, readerId: 0, data: verifyPinApdu(DEMO_CARD_PIN) });
+    f.receive({ type: T.Apdu, readerId: 0, data: getDataApdu(0x5fc102) });
+    await vi.waitFor(() => expect(sent.length).toBe(5), { timeout: 10_000 });
+    const answers = sent.slice(2).map((m) => (m.type === T.Apdu ? Buffer.from(m.data.subarray(-2)).toString('hex') : `error ${m.type}`));
+    expect(answers).toHaveLength(3);
+    expect(answers[1]).toBe('9000');
+    expect(answers[0]).toBe(answers[2]);
+    expect(seqs).toEqual([
+      [1, 0xcb],
+      [2, 0x20],
+      [3, 0xcb],
+    ]);
+    await card.close?.();
   });
 
   it('answers a failing card with VSC_Error, once', async () => {

@@ -240,6 +240,26 @@ describe('SoftCard', () => {
     expect([verified, status, wrong, after].map(toHex)).toEqual(['9000', '9000', '63c2', '63c2']);
   });
 
+  it('answers reads at once when idle, and queues them behind a command that needs I/O', async () => {
+    const card = await createDemoCard();
+    const chuid = getDataApdu(0x5fc102);
+    const atOnce = card.transmitNow(chuid);
+    expect(atOnce).toBeInstanceOf(Uint8Array);
+    expect(toHex(atOnce as Uint8Array)).toBe(toHex(await card.transmit(chuid)));
+    // A VERIFY awaits scrypt and a save: it is queued, and a read sent meanwhile waits for it.
+    const order: string[] = [];
+    const verify = card.transmitNow(verifyPinApdu(DEMO_CARD_PIN));
+    const read = card.transmitNow(chuid);
+    expect(verify).toBeInstanceOf(Promise);
+    expect(read).toBeInstanceOf(Promise);
+    await Promise.all([Promise.resolve(verify).then(() => order.push('verify')), Promise.resolve(read).then(() => order.push('read'))]);
+    expect(order).toEqual(['verify', 'read']);
+    expect(toHex((await verify) as Uint8Array)).toBe('9000');
+    expect(card.transmitNow(chuid)).toBeInstanceOf(Uint8Array);
+    card.remove();
+    await expect(Promise.resolve(card.transmitNow(chuid))).rejects.toThrow(CardNotPresentError);
+  });
+
   it('a demo card has fresh RSA-2048 and P-256 keys and self-signed certificates', async () => {
     const [a, b] = await Promise.all([createDemoCard(), createDemoCard()]);
     const certOf = async (card: SoftCard, tag: number): Promise<X509Certificate> => {

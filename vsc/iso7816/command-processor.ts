@@ -17,6 +17,11 @@ export interface AppletResponse {
 /** An application behind the front end. It gets complete, unchained, basic-channel commands. */
 export interface ApduHandler {
   handle(command: CommandApdu): Promise<AppletResponse>;
+  /**
+   * The answer when the command needs no I/O (no PIN check, no key operation), else undefined and
+   * the caller awaits `handle`. Lets the guest's reads be answered without a promise hop.
+   */
+  handleNow?(command: CommandApdu): AppletResponse | undefined;
 }
 
 export interface CommandProcessorOptions {
@@ -51,6 +56,14 @@ export class IsoCommandProcessor {
    * 256 data bytes; an applet that throws is answered with 6F00.
    */
   async process(raw: Uint8Array): Promise<Uint8Array> {
+    return this.answer(raw);
+  }
+
+  /**
+   * The same as `process`, but the answer comes back at once (not as a promise) when the applet
+   * needs no I/O for it: GET RESPONSE, SELECT, GET DATA and every refusal.
+   */
+  answer(raw: Uint8Array): Uint8Array | Promise<Uint8Array> {
     const parsed = parseCommandApdu(raw);
     if (!parsed.ok) return this.#abandon(parsed.sw);
     const command = parsed.apdu;
@@ -69,14 +82,25 @@ export class IsoCommandProcessor {
     if (step.kind === 'error') return responseApdu(step.sw);
     if (step.kind === 'continue') return responseApdu(SW.OK);
 
+    let now: AppletResponse | undefined;
+    try {
+      now = this.#handler.handleNow?.(step.apdu);
+    } catch {
+      now = statusOnly(SW.UNKNOWN_ERROR);
+    }
+    if (now !== undefined) return this.#responses.respond(now.data ?? new Uint8Array(0), now.sw, step.apdu.ne);
+    return this.#handleLater(step.apdu);
+  }
+
+  async #handleLater(command: CommandApdu): Promise<Uint8Array> {
     let answer: AppletResponse;
     try {
-      answer = await this.#handler.handle(step.apdu);
+      answer = await this.#handler.handle(command);
     } catch {
       // An applet bug must not take the guest's reader down: report "no precise diagnosis".
       answer = statusOnly(SW.UNKNOWN_ERROR);
     }
-    return this.#responses.respond(answer.data ?? new Uint8Array(0), answer.sw, step.apdu.ne);
+    return this.#responses.respond(answer.data ?? new Uint8Array(0), answer.sw, command.ne);
   }
 
   #abandon(sw: StatusWord): Uint8Array {

@@ -50,12 +50,25 @@ export class PivApplet implements ApduHandler {
     this.#security.clear();
   }
 
-  async handle(command: CommandApdu): Promise<AppletResponse> {
+  handleNow(command: CommandApdu): AppletResponse | undefined {
     switch (command.ins) {
       case PivIns.SELECT:
         return select(command, this.#propertyTemplate);
       case PivIns.GET_DATA:
         return getData(command, this.#objects);
+      case PivIns.VERIFY:
+      case PivIns.CHANGE_REFERENCE_DATA:
+      case PivIns.RESET_RETRY_COUNTER:
+      case PivIns.GENERAL_AUTHENTICATE:
+        // PIN checks (scrypt, a file write) and key operations: only through handle().
+        return undefined;
+      default:
+        return statusOnly(SW.INS_NOT_SUPPORTED);
+    }
+  }
+
+  async handle(command: CommandApdu): Promise<AppletResponse> {
+    switch (command.ins) {
       case PivIns.VERIFY:
         return verify(command, this.#credentials, this.#security);
       case PivIns.CHANGE_REFERENCE_DATA:
@@ -65,7 +78,7 @@ export class PivApplet implements ApduHandler {
       case PivIns.GENERAL_AUTHENTICATE:
         return generalAuthenticate(command, this.#keys, this.#security, this.#random);
       default:
-        return statusOnly(SW.INS_NOT_SUPPORTED);
+        return this.handleNow(command) ?? statusOnly(SW.INS_NOT_SUPPORTED);
     }
   }
 }
@@ -90,5 +103,10 @@ export class PivCardEngine {
 
   transmit(apdu: Uint8Array): Promise<Uint8Array> {
     return this.#processor.process(apdu);
+  }
+
+  /** `transmit` without the promise when the answer needs no I/O (see IsoCommandProcessor.answer). */
+  answer(apdu: Uint8Array): Uint8Array | Promise<Uint8Array> {
+    return this.#processor.answer(apdu);
   }
 }

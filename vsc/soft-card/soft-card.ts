@@ -35,6 +35,8 @@ export class SoftCard implements Card {
   #present: boolean;
   #closed = false;
   #queue: Promise<unknown> = Promise.resolve();
+  /** Commands queued or running; transmitNow answers at once only when this is 0. */
+  #running = 0;
 
   constructor(options: SoftCardOptions) {
     this.name = options.name;
@@ -63,11 +65,32 @@ export class SoftCard implements Card {
 
   transmit(apdu: Uint8Array): Promise<Uint8Array> {
     const command = apdu.slice();
-    const run = this.#queue.then(() => {
-      if (!this.#present || this.#closed) throw new CardNotPresentError(this.name);
-      return this.#engine.transmit(command);
-    });
-    this.#queue = run.catch(() => undefined);
+    return this.#track(
+      this.#queue.then(() => {
+        if (!this.#present || this.#closed) throw new CardNotPresentError(this.name);
+        return this.#engine.transmit(command);
+      }),
+    );
+  }
+
+  /**
+   * `transmit`, answered at once when no command is queued and this one needs no I/O (SELECT,
+   * GET DATA, GET RESPONSE): the guest's reads skip the promise hops. Anything else is queued
+   * exactly as `transmit` queues it, so commands still run one at a time, in order.
+   */
+  transmitNow(apdu: Uint8Array): Uint8Array | Promise<Uint8Array> {
+    if (this.#running > 0 || !this.#present || this.#closed) return this.transmit(apdu);
+    const answer = this.#engine.answer(apdu.slice());
+    return answer instanceof Uint8Array ? answer : this.#track(answer);
+  }
+
+  #track(run: Promise<Uint8Array>): Promise<Uint8Array> {
+    this.#running++;
+    const settled = run.then(
+      () => void this.#running--,
+      () => void this.#running--,
+    );
+    this.#queue = settled;
     return run;
   }
 
