@@ -30,7 +30,7 @@ Usage:
       Forward cards straight to QEMU's smartcard sockets (libvirt mode='passthrough' type='tcp').
   spice-smartcard serve [--config FILE] [--control HOST:PORT] [--log-format human|json] [options]
       Run a headless bridge holding many sessions, from a config file and a control API (and web UI).
-  spice-smartcard control status|add|remove|start|stop|eject|insert|logs [options]
+  spice-smartcard control status|add|remove|start|stop|eject|insert|logs|ui [options]
       Drive a running serve through its control API (run "spice-smartcard control --help").
   spice-smartcard readers [--json] [--watch]
       List the PC/SC readers with their cards, ATRs and protocols; --watch follows changes.
