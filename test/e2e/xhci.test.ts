@@ -12,7 +12,7 @@ import { createTransport } from '../../spice/transport.js';
 import { SpiceCardLink } from '../../src/bridge/spice-card-link.js';
 import type { Card } from '../../vsc/card.js';
 import { isoChunkPolicy, type ResponseChunkPolicy } from '../../vsc/iso7816/response-chaining.js';
-import { openReaderCard } from '../../vsc/pcsc/index.js';
+import { createPcscSource, openReaderCard } from '../../vsc/pcsc/index.js';
 import { DEMO_CARD_PIN } from '../../vsc/soft-card/demo-card.js';
 import { loadSoftCard } from '../../vsc/soft-card/card-source.js';
 import { pcscRigSkipReason, RIG_READERS, startPcscRig, type PcscRig } from '../helpers/pcsc-rig.js';
@@ -83,10 +83,34 @@ describe.skipIf(skip)(`a guest on qemu-xhci (libvirt q35 default) ${rigProblem ?
     const inserted = new VpcdCard(new ScriptedCard(undefined, atr), rig.connector(0));
     await inserted.insert();
     try {
+      await readerShows(atr);
       const card = await openReaderCard(RIG_READERS[0], { exactName: true, ...(chunkPolicy ? { chunkPolicy } : {}) });
       await withCard(card, body);
     } finally {
       inserted.remove();
+      // The next test reuses this vpcd slot: pcscd must have seen this card leave, or it could keep
+      // the old card's ATR and state for the new one (vpcd is polled).
+      await readerShows(undefined);
+    }
+  }
+
+  /** Waits until pcscd reports the rig's first reader with this card's ATR (undefined: empty). */
+  async function readerShows(atr: Uint8Array | undefined): Promise<void> {
+    const source = createPcscSource();
+    source.start();
+    try {
+      await source.ready();
+      const deadline = Date.now() + 15_000;
+      for (;;) {
+        const reader = source.readers().find((r) => r.name === RIG_READERS[0]);
+        const shown = reader?.presence === 'present' ? reader.atr : undefined;
+        const done = atr === undefined ? reader?.presence === 'empty' : shown !== undefined && Buffer.from(shown).equals(Buffer.from(atr));
+        if (done) return;
+        if (Date.now() > deadline) throw new Error(`pcscd did not show the reader ${atr === undefined ? 'empty' : 'with the new card'} within 15 s`);
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    } finally {
+      source.close();
     }
   }
 
