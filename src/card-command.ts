@@ -167,7 +167,8 @@ async function readSecretFile(path: string, what: string): Promise<string> {
   return text.split(/\r?\n/, 1)[0] ?? '';
 }
 
-async function exists(path: string): Promise<boolean> {
+/** Whether something is at `path` (a card file about to be created must not overwrite it). */
+export async function exists(path: string): Promise<boolean> {
   try {
     await access(path);
     return true;

@@ -152,8 +152,11 @@ function sameBytes(a: Uint8Array, b: readonly number[]): boolean {
   return a.length === b.length && a.every((v, i) => v === b[i]);
 }
 
-/** How long CardRemove waits after a command in flight was failed (see #dropApdus). */
-export const CARD_REMOVE_GRACE_MS = 500;
+/**
+ * How long CardRemove waits after a command in flight was failed (see #dropApdus). 500 ms was enough
+ * on an idle machine but not once under heavy load, where a starved TCG guest polls its reader late.
+ */
+export const CARD_REMOVE_GRACE_MS = 2_000;
 
 export class ReaderLink {
   readonly #mode: ReaderLinkMode;

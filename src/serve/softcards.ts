@@ -1,13 +1,13 @@
 // The control API's soft-card requests (softcard.show/create/import): the same code as
 // `spice-smartcard card show/create/import`, with secrets from the request params only, never logged.
 // Relative paths live under the bridge's card directory and cannot climb out of it.
-import { access, mkdir, stat } from 'node:fs/promises';
+import { mkdir, stat } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { isAbsolute, join, relative, resolve } from 'node:path';
 import type { RequestParams, SoftCardInfo } from '../control/schema.js';
 import { ControlError } from '../control/service.js';
 import { UsageError } from '../cli/exit-codes.js';
-import { cardSummary, createSoftCardFile, importIntoSoftCard } from '../card-command.js';
+import { cardSummary, createSoftCardFile, exists, importIntoSoftCard } from '../card-command.js';
 import { DEFAULT_PIN, DEFAULT_PUK } from '../../vsc/soft-card/card-builder.js';
 import { CardFileError, type CardDocument } from '../../vsc/soft-card/card-file.js';
 import { readCardFile } from '../../vsc/soft-card/card-store.js';
@@ -60,15 +60,6 @@ export function softCardInfo(path: string, document: CardDocument): SoftCardInfo
     pinTriesLeft: summary.pin.triesLeft,
     pukTriesLeft: summary.puk.triesLeft,
   };
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await access(path);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /** Turns what the card code throws into a control error whose message holds no secret. */

@@ -3,7 +3,6 @@
 // service behind it is a test double: the server is what is tested here.
 import { randomBytes } from 'node:crypto';
 import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
-import { connect as netConnect } from 'node:net';
 import { mkdtemp, mkdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import { ControlClient, ControlClientError, type WebSocketConstructorLike } from '../../src/control/client.js';
 import { connectNode } from '../../src/control/node-client.js';
+import { openStalledClient } from '../helpers/stalled-control-client.js';
 import { CONTROL_CLOSE, CONTROL_LIMITS, CONTROL_SUBPROTOCOL, EVENT_TYPES, REQUEST_TYPES, type EventMap, type RequestParams, type RequestResult, type RequestType } from '../../src/control/schema.js';
 import { startControlServer, type ControlServer } from '../../src/control/server.js';
 import { ControlError, type ControlEvent, type ControlService } from '../../src/control/service.js';
@@ -398,28 +398,8 @@ describe('control API over a real socket', () => {
       const reader = await connectNode(other.url, token);
       const readerLines: unknown[] = [];
       reader.on('log', (data) => readerLines.push(data.line.time));
-      // A raw socket that completes the upgrade and then never reads: Node stops pulling from the
-      // kernel once its small read buffer is full, so the server's writes back up.
-      const stalled = netConnect(other.port, '127.0.0.1');
-      const gone = new Promise<void>((resolve) => stalled.on('close', () => resolve()));
-      stalled.on('error', () => undefined);
-      await new Promise<void>((resolve) => stalled.once('connect', () => resolve()));
-      stalled.write(
-        `GET /control HTTP/1.1\r\nHost: 127.0.0.1:${other.port}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n` +
-          `Sec-WebSocket-Key: ${randomBytes(16).toString('base64')}\r\nSec-WebSocket-Protocol: ${CONTROL_SUBPROTOCOL}\r\nAuthorization: Bearer ${token}\r\n\r\n`,
-      );
-      await new Promise<void>((resolve) => {
-        let head = '';
-        const onData = (d: Buffer): void => {
-          head += d.toString('latin1');
-          if (!head.includes('\r\n\r\n')) return;
-          expect(head).toMatch(/^HTTP\/1\.1 101 /);
-          stalled.off('data', onData);
-          stalled.pause();
-          resolve();
-        };
-        stalled.on('data', onData);
-      });
+      const { socket: stalled, gone, head } = await openStalledClient(other.port, token);
+      expect(head).toMatch(/^HTTP\/1\.1 101 /);
       const big = 'x'.repeat(512 * 1024);
       for (let i = 0; i < 60 && warnings.length === 0; i++) {
         own.emit({ type: 'log', data: { line: { time: i, level: 'info', message: big } } });

@@ -4,12 +4,12 @@
 // an error body quoting a huge input.
 import { randomBytes } from 'node:crypto';
 import { request as httpRequest } from 'node:http';
-import { connect as netConnect } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { ControlClientError } from '../../src/control/client.js';
 import { connectNode } from '../../src/control/node-client.js';
 import { ControlError, type ControlService } from '../../src/control/service.js';
 import { CONTROL_SUBPROTOCOL } from '../../src/control/schema.js';
+import { openStalledClient } from '../helpers/stalled-control-client.js';
 import { startControlServer } from '../../src/control/server.js';
 import { newControlToken } from '../../src/control/token.js';
 import { ServeBridge } from '../../src/serve/bridge.js';
@@ -97,25 +97,7 @@ describe('control server seams', () => {
     // As startServe wires it: the server's own lines go through the bridge, which sends them as log events.
     const server = await startControlServer({ service: bridge, host: '127.0.0.1', port: 0, token, maxBufferedBytes: 2 * 1024 * 1024, log: { log: (level, message, session) => bridge.record(level, message, session) } });
     try {
-      const stalled = netConnect(server.port, '127.0.0.1');
-      const gone = new Promise<void>((resolve) => stalled.on('close', () => resolve()));
-      stalled.on('error', () => undefined);
-      await new Promise<void>((resolve) => stalled.once('connect', () => resolve()));
-      stalled.write(
-        `GET /control HTTP/1.1\r\nHost: 127.0.0.1:${server.port}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n` +
-          `Sec-WebSocket-Key: ${randomBytes(16).toString('base64')}\r\nSec-WebSocket-Protocol: ${CONTROL_SUBPROTOCOL}\r\nAuthorization: Bearer ${token}\r\n\r\n`,
-      );
-      await new Promise<void>((resolve) => {
-        let head = '';
-        const onData = (d: Buffer): void => {
-          head += d.toString('latin1');
-          if (!head.includes('\r\n\r\n')) return;
-          stalled.off('data', onData);
-          stalled.pause();
-          resolve();
-        };
-        stalled.on('data', onData);
-      });
+      const { socket: stalled, gone } = await openStalledClient(server.port, token);
       const slowLines = async (): Promise<string[]> =>
         (await bridge.request('log.tail', {})).lines.map((l) => l.message).filter((m) => m.includes('stopped reading'));
       const big = 'x'.repeat(256 * 1024);

@@ -5,12 +5,12 @@
 // must leave the guest, the bridge must keep running, and a reinserted card must work again.
 // (vpcd's reader cannot be unplugged, only its card: pulling the card is what reaches the guest.)
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createDemoCard } from '../../vsc/soft-card/demo-card.js';
-import { CliProcess } from '../helpers/cli-process.js';
-import { HELD_COMMAND_HEX, HoldingCard, isHeldCommand } from '../helpers/holding-card.js';
-import { pcscdLogTail, pcscRigSkipReason, RIG_READERS, startPcscRig, type PcscRig } from '../helpers/pcsc-rig.js';
-import { VpcdCard } from '../helpers/vpcd-card.js';
-import { bootGuestVm, buildGuest, findQemu, type GuestVm } from '../e2e/guest-vm.js';
+import type { CliProcess } from '../helpers/cli-process.js';
+import { startHeldReaderGuest, type HeldReaderGuest } from '../helpers/held-reader-guest.js';
+import { HELD_COMMAND_HEX, type HoldingCard, isHeldCommand } from '../helpers/holding-card.js';
+import { pcscdLogTail, pcscRigSkipReason, type PcscRig } from '../helpers/pcsc-rig.js';
+import type { VpcdCard } from '../helpers/vpcd-card.js';
+import { findQemu, type GuestVm } from '../e2e/guest-vm.js';
 
 const rigProblem = pcscRigSkipReason();
 const skip = (findQemu() === null || rigProblem !== undefined) && !process.env['CI'];
@@ -22,24 +22,15 @@ describe.skipIf(skip)(`card pulled from the host reader mid-APDU ${rigProblem ??
   let vcard: VpcdCard;
   let cli: CliProcess;
 
+  let harness: HeldReaderGuest | undefined;
+
   beforeAll(async () => {
-    const [images, started] = await Promise.all([buildGuest(), startPcscRig()]);
-    rig = started;
-    card = new HoldingCard(await createDemoCard());
-    vcard = new VpcdCard(card, rig.connector(0));
-    await vcard.insert();
-    vm = await bootGuestVm({ images });
-    cli = new CliProcess(['connect', `spice://127.0.0.1:${vm.spicePort}`, '--reader', RIG_READERS[0], '--json-log'], rig.env);
-    await cli.waitForEvent('card-inserted', 60_000);
-    await vm.waitFor('card_present', 30_000);
+    harness = await startHeldReaderGuest();
+    ({ rig, vm, card, vcard, cli } = harness);
   }, 180_000);
 
   afterAll(async () => {
-    card?.release();
-    await cli?.stop();
-    vcard?.remove();
-    await vm?.shutdown();
-    await rig?.dispose();
+    await harness?.dispose();
   });
 
   it('the guest gets an error status for the command in flight', async () => {
