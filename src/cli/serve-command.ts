@@ -34,8 +34,9 @@ loopback that the desktop app, the web UI (served at the same address) and scrip
   --log-format human|json human lines (default) or one JSON object per line, on stderr
   --log-level LEVEL       debug, info (default), warn or error
 
-The token is never printed: clients read it from the connection file. Passwords come from files named
-in the config (passwordFile) or through the control API, never from the command line.`;
+The token is never printed: clients read it from the connection file ("spice-smartcard control ui"
+prints the web UI's address with it). Passwords come from files named in the config (passwordFile)
+or through the control API, never from the command line.`;
 
 const OPTIONS = {
   config: { type: 'string' },
